@@ -1,0 +1,38 @@
+import { PRINCIPAL_HEADER, REQUEST_ID_HEADER } from './principal.js';
+import { appError } from './errors.js';
+
+/**
+ * Reads an entity owned by another subgraph through that subgraph's own API (its `_entities`
+ * field), on behalf of the same caller: the router's proof is forwarded, so the owner's
+ * `__resolveReference` decides what the caller may see. Returns null when it is not visible.
+ */
+export async function fetchEntity<T>(
+  subgraphUrl: string,
+  typename: string,
+  id: string,
+  selection: string,
+  caller: { proof: string; requestId: string },
+  timeoutMs = 5000,
+): Promise<T | null> {
+  const query = `query ($r: [_Any!]!) { _entities(representations: $r) { ... on ${typename} { ${selection} } } }`;
+  let response: Response;
+  try {
+    response = await fetch(`${subgraphUrl}/graphql`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        [PRINCIPAL_HEADER]: caller.proof,
+        [REQUEST_ID_HEADER]: caller.requestId,
+      },
+      body: JSON.stringify({ query, variables: { r: [{ __typename: typename, id }] } }),
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+  } catch {
+    throw appError('SERVICE_UNAVAILABLE', `The service that owns ${typename} is unreachable; try again.`);
+  }
+  const body = (await response.json().catch(() => null)) as { data?: { _entities?: (T | null)[] }; errors?: unknown[] } | null;
+  if (!body?.data?._entities) {
+    throw appError('SERVICE_UNAVAILABLE', `The service that owns ${typename} did not answer; try again.`);
+  }
+  return body.data._entities[0] ?? null;
+}
