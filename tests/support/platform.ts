@@ -1,0 +1,89 @@
+import { randomBytes } from 'node:crypto';
+import { generateJwtKeyPair } from '../../lib/jwt-keys.js';
+import { createTestDatabase } from './database.js';
+import { freePort, startProcess, waitForHealthy, type ServiceProcess } from './processes.js';
+
+export interface Platform {
+  /** The router's GraphQL endpoint. */
+  url: string;
+  routerBase: string;
+  subgraphs: Record<'agent' | 'task' | 'memory' | 'auth', string>;
+  internalSecret: string;
+  jwt: { privateKey: string; publicKey: string };
+  env: Record<string, string>;
+  processes: ServiceProcess[];
+  stop: () => Promise<void>;
+}
+
+export interface PlatformOptions {
+  /** Extra environment for every process (rate limits, limits...). */
+  env?: Record<string, string>;
+  /** Use the machine's Redis with a fresh key prefix. @default true */
+  redis?: boolean;
+}
+
+/**
+ * The whole platform as separate processes, the way Compose and Kubernetes run it: the four
+ * subgraphs and the router, each `node --import tsx <service>/main.ts`, on free ports, with a
+ * database of its own, fresh JWT keys and a fresh internal secret.
+ */
+export async function startPlatform(label: string, options: PlatformOptions = {}): Promise<Platform> {
+  const db = await createTestDatabase(label);
+  const jwt = generateJwtKeyPair();
+  const internalSecret = randomBytes(32).toString('hex');
+  const ports = { agent: await freePort(), task: await freePort(), memory: await freePort(), auth: await freePort(), router: await freePort() };
+  const subgraphs = {
+    agent: `http://127.0.0.1:${ports.agent}`,
+    task: `http://127.0.0.1:${ports.task}`,
+    memory: `http://127.0.0.1:${ports.memory}`,
+    auth: `http://127.0.0.1:${ports.auth}`,
+  };
+  const env: Record<string, string> = {
+    DATABASE_URL: db.url,
+    INTERNAL_SECRET: internalSecret,
+    JWT_PRIVATE_KEY: jwt.privateKey,
+    JWT_PUBLIC_KEY: jwt.publicKey,
+    LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'warn',
+    AGENT_PORT: String(ports.agent),
+    TASK_PORT: String(ports.task),
+    MEMORY_PORT: String(ports.memory),
+    AUTH_PORT: String(ports.auth),
+    AGENT_URL: subgraphs.agent,
+    TASK_URL: subgraphs.task,
+    MEMORY_URL: subgraphs.memory,
+    AUTH_URL: subgraphs.auth,
+    PORT: String(ports.router),
+    ...(options.redis === false ? {} : { REDIS_URL: process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379', RATE_LIMIT_PREFIX: `test:${label}:${randomBytes(4).toString('hex')}:` }),
+    ...options.env,
+  };
+  const processes: ServiceProcess[] = [];
+  const stop = async () => {
+    await Promise.all(processes.map((p) => p.stop()));
+    await db.drop();
+  };
+  try {
+    // Subgraphs first (each applies its migrations), then the router, which checks them at /readyz.
+    const services = (['auth', 'agent', 'memory', 'task'] as const).map((name) => {
+      const service = startProcess(name, `subgraphs/${name}/main.ts`, env);
+      processes.push(service);
+      return waitForHealthy(`${subgraphs[name]}/readyz`, service, 60_000);
+    });
+    await Promise.all(services);
+    const router = startProcess('router', 'router/main.ts', env);
+    processes.push(router);
+    await waitForHealthy(`http://127.0.0.1:${ports.router}/readyz`, router, 60_000);
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  return {
+    url: `http://127.0.0.1:${ports.router}/graphql`,
+    routerBase: `http://127.0.0.1:${ports.router}`,
+    subgraphs,
+    internalSecret,
+    jwt,
+    env,
+    processes,
+    stop,
+  };
+}
