@@ -44,9 +44,9 @@ function mappersFor(name: (typeof subgraphs)[number]): Record<string, string> {
     case 'agent':
       return { Agent: '../entities.js#AgentRow' };
     case 'memory':
-      return { Session: '../entities.js#SessionRow', Message: '../entities.js#MessageRow' };
+      return { Session: '../entities.js#SessionRow', Message: '../entities.js#MessageRow', Agent: '../entities.js#AgentReference' };
     case 'task':
-      return { Task: '../entities.js#TaskRow' };
+      return { Task: '../entities.js#TaskRow', Agent: '../entities.js#AgentReference' };
     case 'auth':
       return { User: '../entities.js#UserRow', ApiKey: '../entities.js#ApiKeyRow' };
   }

@@ -25,8 +25,11 @@ export const PUBLIC_ERROR_CODES = [
 ] as const;
 export type ErrorCode = (typeof PUBLIC_ERROR_CODES)[number];
 
+/**
+ * Request-level refusals set the HTTP status. Errors thrown by resolvers must not: a subgraph that
+ * answers 401 for a wrong password would make the gateway replace the message with "401: Unauthorized".
+ */
 const HTTP_STATUS: Partial<Record<ErrorCode, number>> = {
-  UNAUTHENTICATED: 401,
   RATE_LIMITED: 429,
   PAYLOAD_TOO_LARGE: 413,
   BAD_REQUEST: 400,
@@ -41,6 +44,10 @@ export function appError(code: ErrorCode, message: string, extra: Record<string,
 }
 
 export const unauthenticated = (message = 'Authentication required.') => appError('UNAUTHENTICATED', message);
+/** A whole request refused for its credentials (HTTP 401), as opposed to one field refused. */
+export function unauthenticatedRequest(message: string): GraphQLError {
+  return new GraphQLError(message, { extensions: { code: 'UNAUTHENTICATED', http: { status: 401 } } });
+}
 export const forbidden = (message = 'Not allowed.') => appError('FORBIDDEN', message);
 export const notFound = (what: string) => appError('NOT_FOUND', `${what} not found.`);
 export const badInput = (message: string, field?: string) =>

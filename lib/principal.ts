@@ -1,5 +1,5 @@
 import jwt from 'jsonwebtoken';
-import { forbidden, unauthenticated } from './errors.js';
+import { forbidden, unauthenticated, unauthenticatedRequest } from './errors.js';
 
 /** Header carrying the router's signed statement of who is calling (router → subgraph). */
 export const PRINCIPAL_HEADER = 'x-principal-proof';
@@ -59,12 +59,12 @@ export function signPrincipalProof(principal: Principal, secret: string, request
 
 /** Verifies a proof; throws UNAUTHENTICATED when it is missing, forged or expired. */
 export function verifyPrincipalProof(token: string | undefined, secret: string): { principal: Principal; requestId?: string } {
-  if (!token) throw unauthenticated('This service only answers requests that come through the router.');
+  if (!token) throw unauthenticatedRequest('This service only answers requests that come through the router.');
   let claims: ProofClaims;
   try {
     claims = jwt.verify(token, secret, { algorithms: ['HS256'], audience: AUDIENCE, issuer: ISSUER }) as ProofClaims;
   } catch {
-    throw unauthenticated('Invalid or expired router proof.');
+    throw unauthenticatedRequest('Invalid or expired router proof.');
   }
   const scopes = (claims.scp ?? []).filter((s): s is Scope => (SCOPES as readonly string[]).includes(s));
   switch (claims.knd) {
@@ -80,7 +80,7 @@ export function verifyPrincipalProof(token: string | undefined, secret: string):
     case 'anonymous':
       return { principal: ANONYMOUS, requestId: claims.rid };
   }
-  throw unauthenticated('Invalid router proof.');
+  throw unauthenticatedRequest('Invalid router proof.');
 }
 
 /** The user id of an authenticated caller, or UNAUTHENTICATED. */

@@ -29,6 +29,11 @@ export type Agent = {
   __typename?: 'Agent';
   /** When the agent was created. */
   createdAt: Scalars['DateTime']['output'];
+  /**
+   * When the agent was deleted; null while it exists. A deleted agent is gone from `agent` and
+   * `agents` but still appears, with this set, through the tasks and sessions that ran on it.
+   */
+  deletedAt?: Maybe<Scalars['DateTime']['output']>;
   /** What the agent is for, up to 2,000 characters. */
   description?: Maybe<Scalars['String']['output']>;
   /** The agent's id. */
@@ -328,6 +333,7 @@ export type ResolversParentTypes = ResolversObject<{
 export type AgentResolvers<ContextType = Context, ParentType extends ResolversParentTypes['Agent'] = ResolversParentTypes['Agent'], FederationReferenceType extends FederationReferenceTypes['Agent'] = FederationReferenceTypes['Agent']> = ResolversObject<{
   __resolveReference?: ReferenceResolver<Maybe<ResolversTypes['Agent']> | FederationReferenceType, FederationReferenceType, ContextType>;
   createdAt?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
+  deletedAt?: Resolver<Maybe<ResolversTypes['DateTime']>, ParentType, ContextType>;
   description?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
   id?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
   maxTokens?: Resolver<Maybe<ResolversTypes['Int']>, ParentType, ContextType>;

@@ -1,0 +1,56 @@
+import { readFileSync } from 'node:fs';
+import DataLoader from 'dataloader';
+import { parse } from 'graphql';
+import type { MikroORM } from '@mikro-orm/postgresql';
+import { databaseReachable, openServiceDatabase } from '../../lib/db.js';
+import { createLogger } from '../../lib/logger.js';
+import { ownerOf, type Principal } from '../../lib/principal.js';
+import { startSubgraphServer, type RunningServer } from '../../lib/subgraph-server.js';
+import type { Context } from './context.js';
+import { entities } from './entities.js';
+import { migrations } from './migrations.js';
+import { resolvers } from './resolvers/index.js';
+import { sessionsByIds } from './sessions.js';
+
+export interface MemorySubgraphConfig {
+  /** 0 picks a free port. */
+  port: number;
+  /** @default '127.0.0.1' */
+  host?: string;
+  databaseUrl: string;
+  internalSecret: string;
+  /** Base URL (no /graphql) of the agent subgraph, asked whether the caller owns an agent. */
+  agentUrl: string;
+  logLevel?: string;
+}
+
+const typeDefs = parse(readFileSync(new URL('./schema.graphql', import.meta.url), 'utf8'));
+
+/** Whose sessions a reference may resolve to: the caller's, and only with `memory:read`. */
+function referenceOwner(principal: Principal): string | null {
+  return (principal.scopes as string[]).includes('memory:read') ? ownerOf(principal) : null;
+}
+
+/** The memory subgraph: sessions and their messages, in the `memory` schema. */
+export async function startMemorySubgraph(config: MemorySubgraphConfig): Promise<RunningServer & { orm: MikroORM }> {
+  const log = createLogger('memory', config.logLevel);
+  const orm = await openServiceDatabase({ databaseUrl: config.databaseUrl, schema: 'memory', entities, migrations });
+  const agentUrl = config.agentUrl.replace(/\/+$/, '');
+  const server = await startSubgraphServer<Context>({
+    name: 'memory',
+    port: config.port,
+    host: config.host,
+    typeDefs,
+    resolvers,
+    internalSecret: config.internalSecret,
+    log,
+    createContext: (base) => {
+      const em = orm.em.fork();
+      const ownerId = referenceOwner(base.principal);
+      return { ...base, em, agentUrl, sessionById: new DataLoader((ids: readonly string[]) => sessionsByIds(em, ownerId, ids)) };
+    },
+    readiness: async () => ({ database: await databaseReachable(orm) }),
+    onClose: () => orm.close(),
+  });
+  return { ...server, orm };
+}

@@ -1,0 +1,19 @@
+import { ConfigError, envPort, envString, readCommonConfig, subgraphBaseUrl } from '../../lib/config.js';
+import type { TaskSubgraphConfig } from './server.js';
+
+type Env = Record<string, string | undefined>;
+
+/** The task subgraph's settings from the environment; throws ConfigError with one sentence. */
+export function taskConfigFromEnv(env: Env): TaskSubgraphConfig {
+  const common = readCommonConfig(env);
+  if (!common.databaseUrl) throw new ConfigError('DATABASE_URL must be set to the PostgreSQL URL (postgres://user:pass@host:5432/db).');
+  return {
+    port: envPort(env, 'TASK_PORT', 8002),
+    host: envString(env, 'HOST', '127.0.0.1'),
+    databaseUrl: common.databaseUrl,
+    internalSecret: common.internalSecret,
+    agentUrl: subgraphBaseUrl(env, 'agent'),
+    memoryUrl: subgraphBaseUrl(env, 'memory'),
+    logLevel: common.logLevel,
+  };
+}

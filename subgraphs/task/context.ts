@@ -1,0 +1,14 @@
+import type { EntityManager } from '@mikro-orm/postgresql';
+import type DataLoader from 'dataloader';
+import type { BaseContext } from '../../lib/subgraph-server.js';
+import type { TaskRow } from './entities.js';
+import type { Lookups } from './lookups.js';
+
+/** Per request: the verified caller, a fresh identity map, batched loaders and the other services. */
+export interface Context extends BaseContext {
+  em: EntityManager;
+  /** The caller's tasks by id (for references); null when not theirs. */
+  taskById: DataLoader<string, TaskRow | null>;
+  /** The caller's agents and sessions, read through the services that own them. */
+  lookups: Lookups;
+}

@@ -1,0 +1,55 @@
+import { Migration } from '@mikro-orm/migrations';
+import type { MigrationObject } from '@mikro-orm/core';
+
+class CreateTasks extends Migration {
+  override async up(): Promise<void> {
+    this.addSql(`
+      create table "task"."tasks" (
+        id uuid primary key,
+        owner_id uuid not null,
+        agent_id uuid not null,
+        session_id uuid,
+        input text not null,
+        status text not null check (status in ('QUEUED', 'RUNNING', 'SUCCEEDED', 'FAILED', 'CANCELLED')),
+        provider text not null,
+        model text not null,
+        system_prompt text,
+        temperature double precision,
+        max_tokens integer,
+        agent_settings jsonb not null default '{}'::jsonb,
+        output text,
+        error text,
+        attempts integer not null default 0 check (attempts >= 0),
+        prompt_tokens integer,
+        completion_tokens integer,
+        total_tokens integer,
+        idempotency_key text,
+        created_at timestamptz not null,
+        started_at timestamptz,
+        finished_at timestamptz,
+        updated_at timestamptz not null
+      )`);
+    // The listings: one owner's tasks in (created_at, id) order, all of them or one agent's.
+    this.addSql(`create index tasks_owner_listing on "task"."tasks" (owner_id, created_at, id)`);
+    this.addSql(`create index tasks_owner_agent_listing on "task"."tasks" (owner_id, agent_id, created_at, id)`);
+    // One task per key and owner, even when two runTask calls race (insert ... on conflict do nothing).
+    this.addSql(`
+      create unique index tasks_owner_idempotency_key on "task"."tasks" (owner_id, idempotency_key)
+      where idempotency_key is not null`);
+
+    this.addSql(`
+      create table "task"."outbox" (
+        id bigserial primary key,
+        task_id uuid not null,
+        topic text not null,
+        payload jsonb not null,
+        created_at timestamptz not null,
+        published_at timestamptz
+      )`);
+    // The relay's scan: what is still to publish, in order.
+    this.addSql(`create index outbox_unpublished on "task"."outbox" (id) where published_at is null`);
+  }
+}
+
+/** Applied in order on start; never edit one that has shipped, add the next. */
+export const migrations: MigrationObject[] = [{ name: '2026112801_create_tasks', class: CreateTasks }];

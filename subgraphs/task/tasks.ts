@@ -1,0 +1,203 @@
+import { randomUUID } from 'node:crypto';
+import type { EntityManager } from '@mikro-orm/postgresql';
+import { appError, badInput, notFound } from '../../lib/errors.js';
+import { isUuid } from '../../lib/ids.js';
+import { afterCursorFilter, pageSize, toConnection, type Connection } from '../../lib/pagination.js';
+import { text } from '../../lib/validate.js';
+import { TaskEntity, UNFINISHED_STATUSES, type TaskRow, type TaskStatus } from './entities.js';
+import type { AgentSnapshot, Lookups } from './lookups.js';
+
+/** Providers a worker can run; an agent on any other provider cannot take tasks. */
+export const RUNNABLE_PROVIDERS = ['openai', 'anthropic', 'echo'] as const;
+
+/** Outbox topics (RabbitMQ routing keys once the relay publishes them). */
+export const TOPIC_SUBMITTED = 'task.submitted';
+export const TOPIC_CANCELLED = 'task.cancelled';
+
+export interface RunTaskFields {
+  agentId: string;
+  sessionId?: string | null;
+  input: string;
+  idempotencyKey?: string | null;
+}
+
+interface TaskRequest {
+  agentId: string;
+  sessionId: string | null;
+  input: string;
+  idempotencyKey: string | null;
+}
+
+function validateRequest(fields: RunTaskFields): TaskRequest {
+  return {
+    // Ids are compared with stored uuids, which PostgreSQL returns in lower case.
+    agentId: fields.agentId.toLowerCase(),
+    sessionId: fields.sessionId == null ? null : fields.sessionId.toLowerCase(),
+    input: text(fields.input, 'input', { min: 1, max: 100_000 }),
+    idempotencyKey: fields.idempotencyKey == null ? null : text(fields.idempotencyKey, 'idempotencyKey', { min: 1, max: 200 }),
+  };
+}
+
+/** The task already queued under the request's key, or CONFLICT when the key named another task. */
+function sameTaskOrConflict(existing: TaskRow, request: TaskRequest): TaskRow {
+  const same =
+    existing.agentId === request.agentId && existing.sessionId === request.sessionId && existing.input === request.input;
+  if (!same) throw appError('CONFLICT', 'idempotencyKey was already used for a different task.', { field: 'idempotencyKey' });
+  return existing;
+}
+
+async function runnableAgent(lookups: Lookups, agentId: string): Promise<AgentSnapshot> {
+  const agent = isUuid(agentId) ? await lookups.agent(agentId) : null;
+  if (!agent || agent.deletedAt !== null) throw notFound('Agent');
+  if (agent.status !== 'ACTIVE') {
+    throw badInput(`Agent is ${agent.status}: make it ACTIVE to run tasks.`, 'agentId');
+  }
+  if (!(RUNNABLE_PROVIDERS as readonly string[]).includes(agent.provider)) {
+    throw badInput(
+      `Agent's provider "${agent.provider}" cannot run tasks: change it to one of ${RUNNABLE_PROVIDERS.join(', ')}.`,
+      'agentId',
+    );
+  }
+  return agent;
+}
+
+async function checkSession(lookups: Lookups, sessionId: string, agentId: string): Promise<void> {
+  const session = isUuid(sessionId) ? await lookups.session(sessionId) : null;
+  if (!session) throw notFound('Session');
+  if (session.agent.id.toLowerCase() !== agentId) {
+    throw badInput('The session belongs to another agent: use one of this agent\'s sessions.', 'sessionId');
+  }
+}
+
+/**
+ * Queues a task: checks the caller's agent (and session) through their services, copies the
+ * agent's settings into the row, and writes the row and its `task.submitted` outbox message in one
+ * transaction. Returns at once with the task QUEUED.
+ */
+export async function runTask(em: EntityManager, ownerId: string, fields: RunTaskFields, lookups: Lookups): Promise<TaskRow> {
+  const request = validateRequest(fields);
+
+  // A retry of a task already queued answers from the row alone, even if the agent changed since.
+  if (request.idempotencyKey) {
+    const existing = await em.findOne(TaskEntity, { ownerId, idempotencyKey: request.idempotencyKey });
+    if (existing) return sameTaskOrConflict(existing, request);
+  }
+
+  // The remote checks run before the transaction, so no connection is held while they wait.
+  const agent = await runnableAgent(lookups, request.agentId);
+  if (request.sessionId) await checkSession(lookups, request.sessionId, request.agentId);
+
+  const now = new Date();
+  return em.transactional(async (tx) => {
+    // "on conflict do nothing" makes a concurrent call with the same key wait for the first
+    // one's commit and then insert nothing; the select below sees the winner's row.
+    const inserted = await tx.execute<Record<string, unknown>[]>(
+      `insert into "task"."tasks"
+         (id, owner_id, agent_id, session_id, input, status, provider, model, system_prompt, temperature,
+          max_tokens, idempotency_key, created_at, updated_at)
+       values (?, ?, ?, ?, ?, 'QUEUED', ?, ?, ?, ?, ?, ?, ?, ?)
+       on conflict (owner_id, idempotency_key) where idempotency_key is not null do nothing
+       returning *`,
+      [
+        randomUUID(),
+        ownerId,
+        request.agentId,
+        request.sessionId,
+        request.input,
+        agent.provider,
+        agent.model,
+        agent.systemPrompt,
+        agent.temperature,
+        agent.maxTokens,
+        request.idempotencyKey,
+        now,
+        now,
+      ],
+    );
+    if (inserted.length === 0) {
+      const winner = await tx.findOneOrFail(TaskEntity, { ownerId, idempotencyKey: request.idempotencyKey }, { refresh: true });
+      return sameTaskOrConflict(winner, request);
+    }
+    const task = tx.map(TaskEntity, inserted[0]);
+    await writeOutbox(tx, task, TOPIC_SUBMITTED, now);
+    return task;
+  });
+}
+
+/**
+ * Appends a message to the outbox inside the caller's transaction. The relay that publishes the
+ * outbox to RabbitMQ (and stamps published_at) comes with task execution; until then the rows
+ * wait, and none is lost if the process dies between the commit and the publish.
+ */
+async function writeOutbox(tx: EntityManager, task: TaskRow, topic: string, at: Date): Promise<void> {
+  const payload = { taskId: task.id, ownerId: task.ownerId, agentId: task.agentId, sessionId: task.sessionId, status: task.status };
+  await tx.execute(`insert into "task"."outbox" (task_id, topic, payload, created_at) values (?, ?, ?::jsonb, ?)`, [
+    task.id,
+    topic,
+    JSON.stringify(payload),
+    at,
+  ]);
+}
+
+/**
+ * Cancels one of the owner's tasks if it is QUEUED or RUNNING. The update is conditional on the
+ * status, so a worker finishing the task at the same moment wins or loses cleanly: a task that
+ * already finished is returned unchanged.
+ */
+export async function cancelTask(em: EntityManager, ownerId: string, id: string): Promise<TaskRow> {
+  if (!isUuid(id)) throw notFound('Task');
+  const now = new Date();
+  return em.transactional(async (tx) => {
+    const updated = await tx.execute<Record<string, unknown>[]>(
+      `update "task"."tasks" set status = 'CANCELLED', finished_at = ?, updated_at = ?
+       where id = ? and owner_id = ? and status in (${UNFINISHED_STATUSES.map(() => '?').join(', ')})
+       returning *`,
+      [now, now, id, ownerId, ...UNFINISHED_STATUSES],
+    );
+    if (updated.length > 0) {
+      const task = tx.map(TaskEntity, updated[0]);
+      // Workers running it learn of the cancellation from this message once the relay publishes it.
+      await writeOutbox(tx, task, TOPIC_CANCELLED, now);
+      return task;
+    }
+    const task = await tx.findOne(TaskEntity, { id, ownerId }, { refresh: true });
+    if (!task) throw notFound('Task');
+    return task;
+  });
+}
+
+/** One task of the owner, or null (missing or someone else's: the same answer). */
+export async function findTask(em: EntityManager, ownerId: string, id: string): Promise<TaskRow | null> {
+  if (!isUuid(id)) return null;
+  return em.findOne(TaskEntity, { id, ownerId });
+}
+
+export async function listTasks(
+  em: EntityManager,
+  ownerId: string,
+  args: { agentId?: string | null; status?: TaskStatus | null; first?: number | null; after?: string | null },
+): Promise<Connection<TaskRow>> {
+  const first = pageSize(args.first, 20);
+  const after = afterCursorFilter(args.after);
+  // An agent id that is not a uuid names no agent: an empty page, like an unknown one.
+  if (args.agentId != null && !isUuid(args.agentId)) return toConnection([], first, 0);
+  const where = {
+    ownerId,
+    ...(args.agentId != null ? { agentId: args.agentId.toLowerCase() } : {}),
+    ...(args.status ? { status: args.status } : {}),
+  };
+  const [rows, totalCount] = await Promise.all([
+    em.find(TaskEntity, { ...where, ...after }, { orderBy: { createdAt: 'asc', id: 'asc' }, limit: first + 1 }),
+    em.count(TaskEntity, where),
+  ]);
+  return toConnection(rows, first, totalCount);
+}
+
+/** Batch for references: the owner's tasks among `ids`, in `ids` order. */
+export async function tasksByIds(em: EntityManager, ownerId: string | null, ids: readonly string[]): Promise<(TaskRow | null)[]> {
+  const valid = ids.filter(isUuid).map((id) => id.toLowerCase());
+  if (!ownerId || valid.length === 0) return ids.map(() => null);
+  const rows = await em.find(TaskEntity, { id: { $in: valid }, ownerId });
+  const byId = new Map(rows.map((row) => [row.id, row]));
+  return ids.map((id) => byId.get(id.toLowerCase()) ?? null);
+}
