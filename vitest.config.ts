@@ -1,6 +1,9 @@
 import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
+  // One graphql for everyone: @apollo/gateway loads the CommonJS build, so repository code must too,
+  // or graphql's instanceof checks fail across the two copies.
+  resolve: { alias: [{ find: /^graphql$/, replacement: 'graphql/index.js' }] },
   test: {
     include: ['lib/**/*.test.ts', 'router/**/*.test.ts', 'subgraphs/**/*.test.ts', 'tests/**/*.test.ts'],
     testTimeout: 30_000,

@@ -62,6 +62,8 @@ export async function startSubgraphServer<C extends BaseContext>(options: Subgra
   const apollo = new ApolloServer<C>({
     schema: buildSubgraphSchema({ typeDefs: options.typeDefs, resolvers: options.resolvers as GraphQLResolverMap<unknown> }),
     includeStacktraceInErrorResponses: false,
+    // Our own signal handling closes the ORM after the server; Apollo's would exit before that.
+    stopOnTerminationSignals: false,
     formatError: (formatted, error) => maskError(log, formatted, error),
     plugins: [
       ApolloServerPluginDrainHttpServer({ httpServer }),

@@ -1,0 +1,104 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { ConfigError } from '../lib/config.js';
+import { generateJwtKeyPair } from '../lib/jwt-keys.js';
+import { DEFAULT_CORS_ORIGINS, routerConfigFromEnv } from './config.js';
+
+const KEYS = generateJwtKeyPair();
+const BASE = { INTERNAL_SECRET: 'x'.repeat(32), JWT_PUBLIC_KEY: KEYS.publicKey };
+const SDL = { supergraphSdl: 'schema { query: Query }' };
+const dir = mkdtempSync(join(tmpdir(), 'router-config-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function refusal(env: Record<string, string>, overrides: { supergraphSdl?: string } = SDL): string {
+  try {
+    routerConfigFromEnv({ ...BASE, ...env }, overrides);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return (error as Error).message;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('routerConfigFromEnv', () => {
+  it('has the documented defaults', () => {
+    const config = routerConfigFromEnv(BASE, SDL);
+    expect(config).toMatchObject({
+      port: 8000,
+      host: '0.0.0.0',
+      redisUrl: undefined,
+      subgraphUrls: { agent: 'http://127.0.0.1:8001', task: 'http://127.0.0.1:8002', memory: 'http://127.0.0.1:8003', auth: 'http://127.0.0.1:8004' },
+      jwt: { issuer: 'agent-platform', audience: 'agent-platform-api' },
+      apiKeyCacheMs: 1000,
+      rateLimit: { enabled: true, perMinute: 600, anonPerMinute: 60, authPerMinute: 10 },
+      limits: { maxDepth: 12, maxAliases: 30, maxRootFields: 20, maxTokens: 2000, maxCost: 20_000, maxDirectives: 50, defaultListSize: 20 },
+      maxBodyBytes: 1024 * 1024,
+      corsOrigins: DEFAULT_CORS_ORIGINS,
+      sandboxEnabled: true,
+      introspectionEnabled: true,
+      trustProxyHops: 0,
+      logLevel: 'info',
+    });
+  });
+
+  it('reads every setting from the environment', () => {
+    const config = routerConfigFromEnv(
+      {
+        ...BASE,
+        PORT: '9000',
+        REDIS_URL: 'redis://cache:6379',
+        AGENT_URL: 'http://agent:8001/graphql',
+        RATE_LIMIT_ENABLED: 'false',
+        RATE_LIMIT_PER_MINUTE: '100',
+        RATE_LIMIT_ANON_PER_MINUTE: '5',
+        RATE_LIMIT_AUTH_PER_MINUTE: '3',
+        RATE_LIMIT_PREFIX: 'rl:',
+        MAX_QUERY_DEPTH: '8',
+        MAX_ALIASES: '4',
+        MAX_ROOT_FIELDS: '3',
+        MAX_TOKENS: '500',
+        MAX_COST: '1000',
+        MAX_DIRECTIVES: '2',
+        MAX_BODY_BYTES: '2048',
+        CORS_ORIGINS: 'https://app.example.com, http://localhost:4000',
+        SANDBOX_ENABLED: 'false',
+        INTROSPECTION_ENABLED: 'false',
+        TRUST_PROXY: '1',
+      },
+      SDL,
+    );
+    expect(config).toMatchObject({
+      port: 9000,
+      redisUrl: 'redis://cache:6379',
+      rateLimit: { enabled: false, perMinute: 100, anonPerMinute: 5, authPerMinute: 3, prefix: 'rl:' },
+      limits: { maxDepth: 8, maxAliases: 4, maxRootFields: 3, maxTokens: 500, maxCost: 1000, maxDirectives: 2 },
+      maxBodyBytes: 2048,
+      corsOrigins: ['https://app.example.com', 'http://localhost:4000'],
+      sandboxEnabled: false,
+      introspectionEnabled: false,
+      trustProxyHops: 1,
+    });
+    expect(config.subgraphUrls.agent).toBe('http://agent:8001');
+  });
+
+  it('reads the supergraph from SUPERGRAPH_PATH', () => {
+    const path = join(dir, 'supergraph.graphql');
+    writeFileSync(path, 'schema { query: Query }\n');
+    expect(routerConfigFromEnv({ ...BASE, SUPERGRAPH_PATH: path }).supergraphSdl).toBe('schema { query: Query }\n');
+    expect(refusal({ SUPERGRAPH_PATH: join(dir, 'missing.graphql') }, {})).toMatch(/^SUPERGRAPH_PATH must name the composed supergraph SDL/);
+  });
+
+  it('stops with one sentence on a bad value', () => {
+    expect(refusal({ INTERNAL_SECRET: '' })).toMatch(/^INTERNAL_SECRET must be set/);
+    expect(refusal({ INTERNAL_SECRET: 'short' })).toBe('INTERNAL_SECRET must be at least 32 characters long.');
+    expect(refusal({ MAX_QUERY_DEPTH: 'deep' })).toMatch(/^MAX_QUERY_DEPTH must be an integer/);
+    expect(refusal({ RATE_LIMIT_PER_MINUTE: '0' })).toMatch(/^RATE_LIMIT_PER_MINUTE must be an integer between 1/);
+    expect(refusal({ API_KEY_CACHE_MS: '5000' })).toMatch(/^API_KEY_CACHE_MS must be an integer between 0 and 1000/);
+    expect(refusal({ RATE_LIMIT_ENABLED: 'maybe' })).toBe('RATE_LIMIT_ENABLED must be true or false, got "maybe".');
+    expect(refusal({ REDIS_URL: 'http://cache' })).toMatch(/^REDIS_URL must use redis: or rediss:/);
+    expect(refusal({ CORS_ORIGINS: 'https://app.example.com/path' })).toMatch(/^CORS_ORIGINS must be a comma-separated list of origins/);
+    expect(refusal({ JWT_PUBLIC_KEY: '' })).toMatch(/^JWT_PUBLIC_KEY/);
+  });
+});
