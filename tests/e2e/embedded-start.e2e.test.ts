@@ -1,0 +1,73 @@
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { signUp } from '../support/client.js';
+import { freePort, ROOT } from '../support/processes.js';
+
+/**
+ * `npm start` with nothing configured: an embedded PostgreSQL from npm, in-memory stores, keys made
+ * on first start. Ports and the data folder are moved aside so that this runs beside a live platform.
+ */
+const dataDir = mkdtempSync(join(tmpdir(), 'agent-platform-embedded-'));
+afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
+
+describe('npm start on embedded defaults', () => {
+  it('serves the contract within 10 s and stops cleanly on SIGTERM', async () => {
+    const ports = { PORT: await freePort(), AGENT_PORT: await freePort(), TASK_PORT: await freePort(), MEMORY_PORT: await freePort(), AUTH_PORT: await freePort() };
+    const env: Record<string, string> = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', DATA_DIR: dataDir, LOG_LEVEL: 'info' };
+    for (const [name, port] of Object.entries(ports)) env[name] = String(port);
+    const started = Date.now();
+    // Its own process group, signalled as a whole, as a terminal's Ctrl-C or a supervisor does.
+    const child = spawn('npm', ['start', '--silent'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    const signal = (name: NodeJS.Signals) => {
+      try {
+        process.kill(-child.pid!, name);
+      } catch {
+        // already gone
+      }
+    };
+    let output = '';
+    child.stdout.on('data', (chunk) => (output += chunk));
+    child.stderr.on('data', (chunk) => (output += chunk));
+    /** Processes left in the group: npm, the platform, and the embedded PostgreSQL it started. */
+    const groupAlive = () => {
+      try {
+        return execFileSync('ps', ['-o', 'pid=', '-g', String(child.pid)]).toString().trim().length > 0;
+      } catch {
+        return false; // ps exits 1 when nothing matches
+      }
+    };
+    try {
+      const url = `http://127.0.0.1:${ports.PORT}/graphql`;
+      let readyAfter = Infinity;
+      while (Date.now() - started < 60_000 && child.exitCode === null) {
+        const ok = await fetch(`http://127.0.0.1:${ports.PORT}/readyz`).then((r) => r.ok, () => false);
+        if (ok) {
+          readyAfter = Date.now() - started;
+          break;
+        }
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(readyAfter, output).toBeLessThan(10_000);
+
+      const user = await signUp(url, 'embedded@example.com');
+      const { createAgent } = await user.client.data(`mutation { createAgent(input: { name: "Local", provider: "echo", model: "echo-1" }) { id owner { email } } }`);
+      expect(createAgent.owner.email).toBe('embedded@example.com');
+      const { createSession } = await user.client.data(`mutation ($a: ID!) { createSession(agentId: $a) { id agent { name } } }`, { a: createAgent.id });
+      expect(createSession.agent.name).toBe('Local');
+      const { runTask } = await user.client.data(`mutation ($a: ID!) { runTask(input: { agentId: $a, input: "hi" }) { status } }`, { a: createAgent.id });
+      expect(runTask.status).toBe('QUEUED');
+    } finally {
+      signal('SIGTERM');
+      const deadline = Date.now() + 15_000;
+      while (groupAlive() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      const leftOver = groupAlive();
+      if (leftOver) signal('SIGKILL');
+      expect(leftOver, output).toBe(false);
+      expect(output).toContain('SIGTERM received, shutting down');
+      expect(output).not.toMatch(/shutdown failed|took too long/);
+    }
+  }, 90_000);
+});
