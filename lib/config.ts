@@ -95,6 +95,10 @@ export interface CommonConfig {
   /** Secret for the router → subgraph principal proof (`INTERNAL_SECRET`). */
   internalSecret: string;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** Key prefix of the task event log in Redis, the same for the router, task service and workers. */
+  eventsPrefix: string;
+  /** How long the live event log keeps a task's events. */
+  eventRetentionSeconds: number;
 }
 
 export function readCommonConfig(env: Env = process.env): CommonConfig {
@@ -104,6 +108,8 @@ export function readCommonConfig(env: Env = process.env): CommonConfig {
     amqpUrl: envUrl(env, 'AMQP_URL', ['amqp:', 'amqps:']),
     internalSecret: envSecret(env, 'INTERNAL_SECRET'),
     logLevel: envEnum(env, 'LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const, 'info'),
+    eventsPrefix: envString(env, 'EVENTS_PREFIX', 'ap:'),
+    eventRetentionSeconds: envInt(env, 'EVENT_RETENTION_SECONDS', 86_400, { min: 60, max: 30 * 86_400 }),
   };
 }
 

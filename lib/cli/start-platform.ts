@@ -21,6 +21,10 @@ import { taskConfigFromEnv } from '../../subgraphs/task/config.js';
 import { startTaskSubgraph } from '../../subgraphs/task/server.js';
 import { routerConfigFromEnv } from '../../router/config.js';
 import { startRouter } from '../../router/server.js';
+import { startTaskWorkerService, taskWorkerConfigFromEnv } from '../../subgraphs/task/worker-service.js';
+import { createBroker } from '../messaging/index.js';
+import { createTaskEventLog } from '../task-events/index.js';
+import { readCommonConfig } from '../config.js';
 
 const log = createLogger('platform');
 const started = Date.now();
@@ -46,17 +50,28 @@ try {
   }
   // One process: the secret only has to be shared with ourselves.
   env.INTERNAL_SECRET ??= randomBytes(32).toString('hex');
-  if (!env.REDIS_URL) log.info('REDIS_URL is unset: rate limits and caches live in this process.');
+  if (!env.REDIS_URL) log.info('REDIS_URL is unset: rate limits, caches and task events live in this process.');
+  if (!env.AMQP_URL) log.info('AMQP_URL is unset: tasks are queued in this process and run by a worker in it.');
 
-  // Subgraphs first, concurrently (each applies its own migrations), then the router in front.
+  // One broker and one event log for every service of this process: in-process ones need sharing,
+  // and real ones are cheaper shared.
+  const common = readCommonConfig(env);
+  const broker = await createBroker({ amqpUrl: common.amqpUrl, log });
+  closers.push(() => broker.close());
+  const eventLog = createTaskEventLog({ redisUrl: common.redisUrl, prefix: common.eventsPrefix, retentionSeconds: common.eventRetentionSeconds, log });
+  closers.push(() => eventLog.close());
+
+  // Subgraphs first, concurrently (each applies its own migrations), then the worker and the router.
   const subgraphs = await Promise.all([
     startAuthSubgraph(authConfigFromEnv(env)),
     startAgentSubgraph(agentConfigFromEnv(env)),
-    startMemorySubgraph(memoryConfigFromEnv(env)),
-    startTaskSubgraph(taskConfigFromEnv(env)),
+    startMemorySubgraph(memoryConfigFromEnv(env), { broker }),
+    startTaskSubgraph(taskConfigFromEnv(env), { broker, eventLog }),
   ]);
   for (const subgraph of subgraphs) closers.push(subgraph.close);
-  const router = await startRouter(routerConfigFromEnv(env));
+  const worker = await startTaskWorkerService({ ...taskWorkerConfigFromEnv(env), healthPort: -1 }, { broker, eventLog });
+  closers.push(worker.close);
+  const router = await startRouter(routerConfigFromEnv(env), { eventLog });
   closers.push(router.close);
   log.info(`Agent platform ready in ${Date.now() - started} ms: ${router.url}/graphql (Apollo Sandbox in a browser)`);
   exitOnSignals(log, closeAll);

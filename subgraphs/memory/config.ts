@@ -14,6 +14,7 @@ export function memoryConfigFromEnv(env: Env): MemorySubgraphConfig {
     internalSecret: common.internalSecret,
     // AGENT_URL, or 127.0.0.1 and AGENT_PORT (8001).
     agentUrl: subgraphBaseUrl(env, 'agent'),
+    amqpUrl: common.amqpUrl,
     logLevel: common.logLevel,
   };
 }

@@ -60,6 +60,35 @@ export async function listMessages(
   };
 }
 
+/**
+ * The newest messages of the session whose token counts fit in `maxTokens`, oldest first: a
+ * running sum from the newest message backwards keeps a contiguous tail, so the first message that
+ * does not fit ends the context (a conversation with a hole in it would mislead the model).
+ */
+export async function contextMessages(
+  em: EntityManager,
+  session: Pick<SessionRow, 'id'>,
+  maxTokens: number,
+  excludeTaskId?: string | null,
+): Promise<MessageRow[]> {
+  if (!Number.isInteger(maxTokens) || maxTokens < 0 || maxTokens > 10_000_000) {
+    throw badInput('"maxTokens" must be between 0 and 10,000,000.', 'maxTokens');
+  }
+  if (maxTokens === 0) return [];
+  const exclude = excludeTaskId && isUuid(excludeTaskId) ? excludeTaskId : null;
+  const rows = await em.execute(
+    `select ${MESSAGE_COLUMNS}, position from (
+       select m.*, sum(coalesce(m.token_count, 0)) over (order by m.position desc) as running
+       from ${MESSAGES} m
+       where m.session_id = ? and (?::uuid is null or m.task_id is distinct from ?::uuid)
+     ) recent
+     where running <= ?
+     order by position asc`,
+    [session.id, exclude, exclude, maxTokens],
+  );
+  return rows.map((row) => em.map(MessageEntity, row));
+}
+
 function checkContent(content: string): string {
   if (content.trim().length === 0) throw badInput('"content" must not be empty.', 'content');
   if (content.length > MAX_CONTENT_LENGTH) {

@@ -4,6 +4,8 @@ import { parse } from 'graphql';
 import type { MikroORM } from '@mikro-orm/postgresql';
 import { databaseReachable, openServiceDatabase } from '../../lib/db.js';
 import { createLogger } from '../../lib/logger.js';
+import { createBroker } from '../../lib/messaging/index.js';
+import type { MessageBroker } from '../../lib/messaging/types.js';
 import { ownerOf, type Principal } from '../../lib/principal.js';
 import { startSubgraphServer, type RunningServer } from '../../lib/subgraph-server.js';
 import type { Context } from './context.js';
@@ -11,6 +13,7 @@ import { entities } from './entities.js';
 import { migrations } from './migrations.js';
 import { resolvers } from './resolvers/index.js';
 import { sessionsByIds } from './sessions.js';
+import { consumeTaskOutcomes } from './task-outcomes.js';
 
 export interface MemorySubgraphConfig {
   /** 0 picks a free port. */
@@ -21,7 +24,14 @@ export interface MemorySubgraphConfig {
   internalSecret: string;
   /** Base URL (no /graphql) of the agent subgraph, asked whether the caller owns an agent. */
   agentUrl: string;
+  /** RabbitMQ, where task outcomes arrive; unset means an in-process broker (`npm start`). */
+  amqpUrl?: string;
   logLevel?: string;
+}
+
+/** Shared parts handed in by a process that runs several services (`npm start`). */
+export interface MemorySubgraphDeps {
+  broker?: MessageBroker;
 }
 
 const typeDefs = parse(readFileSync(new URL('./schema.graphql', import.meta.url), 'utf8'));
@@ -32,9 +42,11 @@ function referenceOwner(principal: Principal): string | null {
 }
 
 /** The memory subgraph: sessions and their messages, in the `memory` schema. */
-export async function startMemorySubgraph(config: MemorySubgraphConfig): Promise<RunningServer & { orm: MikroORM }> {
+export async function startMemorySubgraph(config: MemorySubgraphConfig, deps: MemorySubgraphDeps = {}): Promise<RunningServer & { orm: MikroORM }> {
   const log = createLogger('memory', config.logLevel);
   const orm = await openServiceDatabase({ databaseUrl: config.databaseUrl, schema: 'memory', entities, migrations });
+  const broker = deps.broker ?? (await createBroker({ amqpUrl: config.amqpUrl, log }));
+  const outcomes = await consumeTaskOutcomes(orm, broker, log);
   const agentUrl = config.agentUrl.replace(/\/+$/, '');
   const server = await startSubgraphServer<Context>({
     name: 'memory',
@@ -49,8 +61,12 @@ export async function startMemorySubgraph(config: MemorySubgraphConfig): Promise
       const ownerId = referenceOwner(base.principal);
       return { ...base, em, agentUrl, sessionById: new DataLoader((ids: readonly string[]) => sessionsByIds(em, ownerId, ids)) };
     },
-    readiness: async () => ({ database: await databaseReachable(orm) }),
-    onClose: () => orm.close(),
+    readiness: async () => ({ database: await databaseReachable(orm), broker: broker.isConnected() }),
+    onClose: async () => {
+      await outcomes.cancel();
+      if (!deps.broker) await broker.close();
+      await orm.close();
+    },
   });
   return { ...server, orm };
 }

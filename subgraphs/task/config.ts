@@ -14,6 +14,10 @@ export function taskConfigFromEnv(env: Env): TaskSubgraphConfig {
     internalSecret: common.internalSecret,
     agentUrl: subgraphBaseUrl(env, 'agent'),
     memoryUrl: subgraphBaseUrl(env, 'memory'),
+    amqpUrl: common.amqpUrl,
+    redisUrl: common.redisUrl,
+    eventsPrefix: common.eventsPrefix,
+    eventRetentionSeconds: common.eventRetentionSeconds,
     logLevel: common.logLevel,
   };
 }

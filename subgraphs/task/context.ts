@@ -1,6 +1,7 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type DataLoader from 'dataloader';
 import type { BaseContext } from '../../lib/subgraph-server.js';
+import type { TaskEventLog } from '../../lib/task-events/types.js';
 import type { TaskRow } from './entities.js';
 import type { Lookups } from './lookups.js';
 
@@ -11,4 +12,7 @@ export interface Context extends BaseContext {
   taskById: DataLoader<string, TaskRow | null>;
   /** The caller's agents and sessions, read through the services that own them. */
   lookups: Lookups;
+  /** Woken after a commit that wrote outbox rows, so they are published at once. */
+  relay: { wake(): void };
+  eventLog: TaskEventLog;
 }

@@ -32,6 +32,9 @@ export interface TaskRow {
   startedAt: Date | null;
   finishedAt: Date | null;
   updatedAt: Date;
+  /** The worker holding a RUNNING task, and until when (it renews the lease while it works). */
+  workerId: string | null;
+  leaseExpiresAt: Date | null;
 }
 
 export const TaskEntity = new EntitySchema<TaskRow>({
@@ -61,6 +64,31 @@ export const TaskEntity = new EntitySchema<TaskRow>({
     startedAt: { type: 'Date', fieldName: 'started_at', nullable: true },
     finishedAt: { type: 'Date', fieldName: 'finished_at', nullable: true },
     updatedAt: { type: 'Date', fieldName: 'updated_at' },
+    workerId: { type: 'text', fieldName: 'worker_id', nullable: true },
+    leaseExpiresAt: { type: 'Date', fieldName: 'lease_expires_at', nullable: true },
+  },
+});
+
+/** A row of task.task_events: one event of a finished task, archived from the live log. */
+export interface TaskEventRow {
+  taskId: string;
+  sequence: number;
+  type: string;
+  attempt: number;
+  delta: string | null;
+  at: Date;
+}
+
+export const TaskEventEntity = new EntitySchema<TaskEventRow>({
+  name: 'TaskEventRow',
+  tableName: 'task_events',
+  properties: {
+    taskId: { type: 'uuid', fieldName: 'task_id', primary: true },
+    sequence: { type: 'integer', primary: true },
+    type: { type: 'text' },
+    attempt: { type: 'integer' },
+    delta: { type: 'text', nullable: true },
+    at: { type: 'Date' },
   },
 });
 
@@ -93,7 +121,7 @@ export const OutboxEntity = new EntitySchema<OutboxRow>({
   },
 });
 
-export const entities = [TaskEntity, OutboxEntity];
+export const entities = [TaskEntity, OutboxEntity, TaskEventEntity];
 
 /** An agent as this service knows it: the key of an entity the agent service owns. */
 export interface AgentReference {

@@ -51,5 +51,30 @@ class CreateTasks extends Migration {
   }
 }
 
+class AddExecution extends Migration {
+  override async up(): Promise<void> {
+    // A running task is leased to one worker, which renews the lease while it works; a reaper
+    // returns tasks whose lease expired (the worker died) to the queue.
+    this.addSql(`alter table "task"."tasks" add column worker_id text, add column lease_expires_at timestamptz`);
+    this.addSql(`create index tasks_running_leases on "task"."tasks" (lease_expires_at) where status = 'RUNNING'`);
+    this.addSql(`create index tasks_queued_since on "task"."tasks" (updated_at) where status = 'QUEUED'`);
+    // The events of finished tasks, kept after the live log (Redis) expires.
+    this.addSql(`
+      create table "task"."task_events" (
+        task_id uuid not null,
+        sequence integer not null,
+        type text not null,
+        attempt integer not null,
+        delta text,
+        at timestamptz not null,
+        primary key (task_id, sequence)
+      )`);
+    this.addSql(`create index outbox_published on "task"."outbox" (published_at) where published_at is not null`);
+  }
+}
+
 /** Applied in order on start; never edit one that has shipped, add the next. */
-export const migrations: MigrationObject[] = [{ name: '2026112801_create_tasks', class: CreateTasks }];
+export const migrations: MigrationObject[] = [
+  { name: '2026112801_create_tasks', class: CreateTasks },
+  { name: '2026112802_add_execution', class: AddExecution },
+];

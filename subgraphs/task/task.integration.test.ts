@@ -145,13 +145,8 @@ describe('runTask', () => {
     const agent = await createAgent(alice);
     const task = await runOk(alice, { agentId: agent.id, input: 'hello' });
     const messages = await outboxOf(task.id);
-    expect(messages).toEqual([
-      {
-        topic: 'task.submitted',
-        payload: { taskId: task.id, ownerId: alice, agentId: agent.id, sessionId: null, status: 'QUEUED' },
-        published_at: null,
-      },
-    ]);
+    // The relay of this subgraph publishes it at once (to the in-process broker here).
+    expect(messages.map(({ topic, payload }) => ({ topic, payload }))).toEqual([{ topic: 'task.submitted', payload: { taskId: task.id, attempts: 0 } }]);
   });
 
   it('answers NOT_FOUND for agents the caller does not own or that do not exist', async () => {
@@ -212,7 +207,7 @@ describe('runTask', () => {
 
     const task = await runOk(alice, { agentId: agent.id, sessionId: own, input: 'remember me' });
     expect(task.session).toEqual({ id: own });
-    expect((await outboxOf(task.id))[0].payload).toMatchObject({ sessionId: own });
+    expect((await db.query(`select session_id from task.tasks where id = $1`, [task.id])).rows[0].session_id).toBe(own);
 
     for (const sessionId of [bobs, randomUUID(), 'not-a-uuid']) {
       const response = await run(alice, { agentId: agent.id, sessionId, input: 'hi' });

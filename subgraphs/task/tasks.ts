@@ -6,13 +6,10 @@ import { afterCursorFilter, pageSize, toConnection, type Connection } from '../.
 import { text } from '../../lib/validate.js';
 import { TaskEntity, UNFINISHED_STATUSES, type TaskRow, type TaskStatus } from './entities.js';
 import type { AgentSnapshot, Lookups } from './lookups.js';
+import { TOPIC_CANCELLED, TOPIC_SUBMITTED, writeOutbox, type TaskOutcome } from './execution/outbox.js';
 
 /** Providers a worker can run; an agent on any other provider cannot take tasks. */
 export const RUNNABLE_PROVIDERS = ['openai', 'anthropic', 'echo'] as const;
-
-/** Outbox topics (RabbitMQ routing keys once the relay publishes them). */
-export const TOPIC_SUBMITTED = 'task.submitted';
-export const TOPIC_CANCELLED = 'task.cancelled';
 
 export interface RunTaskFields {
   agentId: string;
@@ -119,24 +116,28 @@ export async function runTask(em: EntityManager, ownerId: string, fields: RunTas
       return sameTaskOrConflict(winner, request);
     }
     const task = tx.map(TaskEntity, inserted[0]);
-    await writeOutbox(tx, task, TOPIC_SUBMITTED, now);
+    await writeOutbox(tx, task.id, TOPIC_SUBMITTED, { taskId: task.id, attempts: 0 }, now);
     return task;
   });
 }
 
-/**
- * Appends a message to the outbox inside the caller's transaction. The relay that publishes the
- * outbox to RabbitMQ (and stamps published_at) comes with task execution; until then the rows
- * wait, and none is lost if the process dies between the commit and the publish.
- */
-async function writeOutbox(tx: EntityManager, task: TaskRow, topic: string, at: Date): Promise<void> {
-  const payload = { taskId: task.id, ownerId: task.ownerId, agentId: task.agentId, sessionId: task.sessionId, status: task.status };
-  await tx.execute(`insert into "task"."outbox" (task_id, topic, payload, created_at) values (?, ?, ?::jsonb, ?)`, [
-    task.id,
-    topic,
-    JSON.stringify(payload),
-    at,
-  ]);
+/** The outcome message of a task that just finished (for the outbox). */
+export function outcomeOf(task: TaskRow): TaskOutcome {
+  return {
+    taskId: task.id,
+    ownerId: task.ownerId,
+    agentId: task.agentId,
+    sessionId: task.sessionId,
+    status: task.status as TaskOutcome['status'],
+    attempt: task.attempts,
+    input: task.input,
+    output: task.output,
+    error: task.error,
+    promptTokens: task.promptTokens,
+    completionTokens: task.completionTokens,
+    createdAt: task.createdAt.toISOString(),
+    finishedAt: (task.finishedAt ?? new Date()).toISOString(),
+  };
 }
 
 /**
@@ -149,15 +150,16 @@ export async function cancelTask(em: EntityManager, ownerId: string, id: string)
   const now = new Date();
   return em.transactional(async (tx) => {
     const updated = await tx.execute<Record<string, unknown>[]>(
-      `update "task"."tasks" set status = 'CANCELLED', finished_at = ?, updated_at = ?
+      `update "task"."tasks" set status = 'CANCELLED', finished_at = ?, updated_at = ?, worker_id = null, lease_expires_at = null
        where id = ? and owner_id = ? and status in (${UNFINISHED_STATUSES.map(() => '?').join(', ')})
        returning *`,
       [now, now, id, ownerId, ...UNFINISHED_STATUSES],
     );
     if (updated.length > 0) {
       const task = tx.map(TaskEntity, updated[0]);
-      // Workers running it learn of the cancellation from this message once the relay publishes it.
-      await writeOutbox(tx, task, TOPIC_CANCELLED, now);
+      // The relay appends CANCELLED to the task's events, which is how a worker running it learns
+      // to stop (within milliseconds; its lease renewal is the slower fallback).
+      await writeOutbox(tx, task.id, TOPIC_CANCELLED, outcomeOf(task), now);
       return task;
     }
     const task = await tx.findOne(TaskEntity, { id, ownerId }, { refresh: true });

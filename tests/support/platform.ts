@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { generateJwtKeyPair } from '../../lib/jwt-keys.js';
 import { createTestDatabase } from './database.js';
+import { createTestVhost } from './rabbitmq.js';
 import { freePort, startProcess, waitForHealthy, type ServiceProcess } from './processes.js';
 
 export interface Platform {
@@ -12,6 +13,10 @@ export interface Platform {
   jwt: { privateKey: string; publicKey: string };
   env: Record<string, string>;
   processes: ServiceProcess[];
+  /** Task worker processes started so far (killed ones included). */
+  workers: { workerId: string; process: ServiceProcess }[];
+  /** Starts one more worker process and waits until it is ready. */
+  startWorker: (env?: Record<string, string>) => Promise<{ workerId: string; process: ServiceProcess }>;
   stop: () => Promise<void>;
 }
 
@@ -20,6 +25,10 @@ export interface PlatformOptions {
   env?: Record<string, string>;
   /** Use the machine's Redis with a fresh key prefix. @default true */
   redis?: boolean;
+  /** Use the machine's RabbitMQ in a fresh vhost. @default true when workers > 0 */
+  rabbitmq?: boolean;
+  /** Task worker processes to start. @default 0 */
+  workers?: number;
 }
 
 /**
@@ -29,6 +38,8 @@ export interface PlatformOptions {
  */
 export async function startPlatform(label: string, options: PlatformOptions = {}): Promise<Platform> {
   const db = await createTestDatabase(label);
+  const useRabbit = options.rabbitmq ?? (options.workers ?? 0) > 0;
+  const vhost = useRabbit ? await createTestVhost(label) : undefined;
   const jwt = generateJwtKeyPair();
   const internalSecret = randomBytes(32).toString('hex');
   const ports = { agent: await freePort(), task: await freePort(), memory: await freePort(), auth: await freePort(), router: await freePort() };
@@ -53,13 +64,32 @@ export async function startPlatform(label: string, options: PlatformOptions = {}
     MEMORY_URL: subgraphs.memory,
     AUTH_URL: subgraphs.auth,
     PORT: String(ports.router),
-    ...(options.redis === false ? {} : { REDIS_URL: process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379', RATE_LIMIT_PREFIX: `test:${label}:${randomBytes(4).toString('hex')}:` }),
+    ...(options.redis === false
+      ? {}
+      : (() => {
+          const prefix = `test:${label}:${randomBytes(4).toString('hex')}:`;
+          return { REDIS_URL: process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379', RATE_LIMIT_PREFIX: `${prefix}rl:`, EVENTS_PREFIX: `${prefix}ev:` };
+        })()),
+    ...(vhost ? { AMQP_URL: vhost.url } : {}),
     ...options.env,
   };
   const processes: ServiceProcess[] = [];
+  const workers: { workerId: string; process: ServiceProcess }[] = [];
   const stop = async () => {
     await Promise.all(processes.map((p) => p.stop()));
     await db.drop();
+    await vhost?.drop();
+    if (env.REDIS_URL) await deleteRedisKeys(env.REDIS_URL, [env.RATE_LIMIT_PREFIX, env.EVENTS_PREFIX]);
+  };
+  const startWorker = async (extra: Record<string, string> = {}) => {
+    const workerId = `w${workers.length + 1}-${randomBytes(3).toString('hex')}`;
+    const healthPort = await freePort();
+    const process = startProcess(`worker ${workerId}`, 'subgraphs/task/worker-main.ts', { ...env, WORKER_ID: workerId, WORKER_HEALTH_PORT: String(healthPort), ...extra });
+    processes.push(process);
+    const worker = { workerId, process };
+    workers.push(worker);
+    await waitForHealthy(`http://127.0.0.1:${healthPort}/readyz`, process, 60_000);
+    return worker;
   };
   try {
     // Subgraphs first (each applies its migrations), then the router, which checks them at /readyz.
@@ -71,7 +101,10 @@ export async function startPlatform(label: string, options: PlatformOptions = {}
     await Promise.all(services);
     const router = startProcess('router', 'router/main.ts', env);
     processes.push(router);
-    await waitForHealthy(`http://127.0.0.1:${ports.router}/readyz`, router, 60_000);
+    await Promise.all([
+      waitForHealthy(`http://127.0.0.1:${ports.router}/readyz`, router, 60_000),
+      ...Array.from({ length: options.workers ?? 0 }, () => startWorker()),
+    ]);
   } catch (error) {
     await stop();
     throw error;
@@ -84,6 +117,30 @@ export async function startPlatform(label: string, options: PlatformOptions = {}
     jwt,
     env,
     processes,
+    workers,
+    startWorker,
     stop,
   };
+}
+
+/** Deletes the keys a test run left under its prefixes. */
+async function deleteRedisKeys(url: string, prefixes: (string | undefined)[]): Promise<void> {
+  const { Redis } = await import('ioredis');
+  const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  try {
+    await redis.connect();
+    for (const prefix of prefixes) {
+      if (!prefix) continue;
+      let cursor = '0';
+      do {
+        const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 500);
+        cursor = next;
+        if (keys.length > 0) await redis.del(...keys);
+      } while (cursor !== '0');
+    }
+  } catch {
+    // best effort: keys expire anyway
+  } finally {
+    redis.disconnect();
+  }
 }

@@ -156,6 +156,12 @@ export type Session = {
   __typename?: 'Session';
   /** The agent the conversation is with. */
   agent: Agent;
+  /**
+   * The most recent messages whose token counts add up to at most `maxTokens`, oldest first: the
+   * history a task in this session sends to its model (newest kept first, stopping at the first
+   * message that no longer fits). Counts are the stored `tokenCount`s.
+   */
+  contextMessages: Array<Message>;
   /** When the session was created. */
   createdAt: Scalars['DateTime']['output'];
   /** The session's id. */
@@ -166,6 +172,13 @@ export type Session = {
   title?: Maybe<Scalars['String']['output']>;
   /** When a message was last added (or the session was created). */
   updatedAt: Scalars['DateTime']['output'];
+};
+
+
+/** A conversation with an agent: its messages are the memory that tasks run in the session see. */
+export type SessionContextMessagesArgs = {
+  excludeTaskId?: InputMaybe<Scalars['ID']['input']>;
+  maxTokens: Scalars['Int']['input'];
 };
 
 
@@ -399,6 +412,7 @@ export type QueryResolvers<ContextType = Context, ParentType extends ResolversPa
 export type SessionResolvers<ContextType = Context, ParentType extends ResolversParentTypes['Session'] = ResolversParentTypes['Session'], FederationReferenceType extends FederationReferenceTypes['Session'] = FederationReferenceTypes['Session']> = ResolversObject<{
   __resolveReference?: ReferenceResolver<Maybe<ResolversTypes['Session']> | FederationReferenceType, FederationReferenceType, ContextType>;
   agent?: Resolver<ResolversTypes['Agent'], ParentType, ContextType>;
+  contextMessages?: Resolver<Array<ResolversTypes['Message']>, ParentType, ContextType, RequireFields<SessionContextMessagesArgs, 'maxTokens'>>;
   createdAt?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
   id?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
   messages?: Resolver<ResolversTypes['MessageConnection'], ParentType, ContextType, RequireFields<SessionMessagesArgs, 'first'>>;

@@ -1,5 +1,5 @@
 import type { SessionResolvers } from '../generated/resolvers-types.js';
-import { listMessages } from '../messages.js';
+import { contextMessages, listMessages } from '../messages.js';
 import { agentReference } from './Agent.js';
 
 export const Session: SessionResolvers = {
@@ -8,4 +8,5 @@ export const Session: SessionResolvers = {
   agent: (session) => agentReference(session.agentId),
   // Every path to a Session (query, list, reference, mutation) has checked its owner already.
   messages: (session, args, { em }) => listMessages(em, session, args),
+  contextMessages: (session, { maxTokens, excludeTaskId }, { em }) => contextMessages(em, session, maxTokens, excludeTaskId),
 };

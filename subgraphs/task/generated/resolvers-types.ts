@@ -117,6 +117,22 @@ export type Session = {
   id: Scalars['ID']['output'];
 };
 
+export type Subscription = {
+  __typename?: 'Subscription';
+  /**
+   * The events of one of the caller's tasks, over graphql-ws at ws://<router>/graphql: first the
+   * events after `afterSequence` (0 or absent: from the first), then live ones as they happen, without
+   * a gap or a duplicate; completes after the final event (SUCCEEDED, FAILED or CANCELLED).
+   */
+  taskEvents: TaskEvent;
+};
+
+
+export type SubscriptionTaskEventsArgs = {
+  afterSequence?: InputMaybe<Scalars['Int']['input']>;
+  taskId: Scalars['ID']['input'];
+};
+
 /**
  * One run of an agent on an input: queued by `runTask`, taken by a worker, finished with an output
  * or an error. The agent's provider, model, prompt and settings are copied into the task when it is
@@ -132,6 +148,11 @@ export type Task = {
   createdAt: Scalars['DateTime']['output'];
   /** Why the task did not succeed, once FAILED. */
   error?: Maybe<Scalars['String']['output']>;
+  /**
+   * The task's events after `afterSequence`, oldest first: the same log that `taskEvents` streams.
+   * Finished tasks keep theirs in PostgreSQL after the live log has expired.
+   */
+  events: Array<TaskEvent>;
   /** When it succeeded, failed or was cancelled. */
   finishedAt?: Maybe<Scalars['DateTime']['output']>;
   /** The task's id. */
@@ -164,6 +185,16 @@ export type Task = {
   usage?: Maybe<TokenUsage>;
 };
 
+
+/**
+ * One run of an agent on an input: queued by `runTask`, taken by a worker, finished with an output
+ * or an error. The agent's provider, model, prompt and settings are copied into the task when it is
+ * queued, so later changes to the agent do not change a task already queued.
+ */
+export type TaskEventsArgs = {
+  afterSequence?: InputMaybe<Scalars['Int']['input']>;
+};
+
 /** A page of tasks, oldest first. */
 export type TaskConnection = {
   __typename?: 'TaskConnection';
@@ -183,6 +214,41 @@ export type TaskEdge = {
   /** The task. */
   node: Task;
 };
+
+/** One event of a task, in order: `sequence` is 1, 2, 3... per task without gaps. */
+export type TaskEvent = {
+  __typename?: 'TaskEvent';
+  /** When the event happened. */
+  at: Scalars['DateTime']['output'];
+  /** The attempt that produced the event, from 1. Text of an earlier attempt is void once a later one STARTED. */
+  attempt: Scalars['Int']['output'];
+  /** The new text on TOKEN events; the reason on FAILED; null otherwise. */
+  delta?: Maybe<Scalars['String']['output']>;
+  /** The position of the event in the task's log: 1, 2, 3... without gaps. */
+  sequence: Scalars['Int']['output'];
+  /** The task, with fields from every subgraph (for example `task { agent { name } }`). */
+  task: Task;
+  /** What happened. */
+  type: TaskEventType;
+};
+
+/** What happened to a task. */
+export type TaskEventType =
+  /** The task was cancelled. The last event. */
+  | 'CANCELLED'
+  /** The task failed; `delta` and the task's `error` say why. The last event. */
+  | 'FAILED'
+  /** The task was queued. */
+  | 'QUEUED'
+  /**
+   * A worker started an attempt. A STARTED with a higher `attempt` than before means the text
+   * received so far is void: the task starts over.
+   */
+  | 'STARTED'
+  /** The answer is complete; the task's `output` holds all of it. The last event. */
+  | 'SUCCEEDED'
+  /** New text of the answer, in `delta`. */
+  | 'TOKEN';
 
 /** Where a task is in its life. */
 export type TaskStatus =
@@ -319,10 +385,13 @@ export type ResolversTypes = ResolversObject<{
   Query: ResolverTypeWrapper<Record<PropertyKey, never>>;
   RunTaskInput: RunTaskInput;
   Session: ResolverTypeWrapper<Session>;
+  Subscription: ResolverTypeWrapper<Record<PropertyKey, never>>;
   Task: ResolverTypeWrapper<TaskRow>;
   Float: ResolverTypeWrapper<Scalars['Float']['output']>;
   TaskConnection: ResolverTypeWrapper<Omit<TaskConnection, 'edges'> & { edges: Array<ResolversTypes['TaskEdge']> }>;
   TaskEdge: ResolverTypeWrapper<Omit<TaskEdge, 'node'> & { node: ResolversTypes['Task'] }>;
+  TaskEvent: ResolverTypeWrapper<Omit<TaskEvent, 'task'> & { task: ResolversTypes['Task'] }>;
+  TaskEventType: TaskEventType;
   TaskStatus: TaskStatus;
   TokenUsage: ResolverTypeWrapper<TokenUsage>;
 }>;
@@ -341,10 +410,12 @@ export type ResolversParentTypes = ResolversObject<{
   Query: Record<PropertyKey, never>;
   RunTaskInput: RunTaskInput;
   Session: Session;
+  Subscription: Record<PropertyKey, never>;
   Task: TaskRow;
   Float: Scalars['Float']['output'];
   TaskConnection: Omit<TaskConnection, 'edges'> & { edges: Array<ResolversParentTypes['TaskEdge']> };
   TaskEdge: Omit<TaskEdge, 'node'> & { node: ResolversParentTypes['Task'] };
+  TaskEvent: Omit<TaskEvent, 'task'> & { task: ResolversParentTypes['Task'] };
   TokenUsage: TokenUsage;
 }>;
 
@@ -381,12 +452,17 @@ export type SessionResolvers<ContextType = Context, ParentType extends Resolvers
   id?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
 }>;
 
+export type SubscriptionResolvers<ContextType = Context, ParentType extends ResolversParentTypes['Subscription'] = ResolversParentTypes['Subscription']> = ResolversObject<{
+  taskEvents?: SubscriptionResolver<ResolversTypes['TaskEvent'], "taskEvents", ParentType, ContextType, RequireFields<SubscriptionTaskEventsArgs, 'taskId'>>;
+}>;
+
 export type TaskResolvers<ContextType = Context, ParentType extends ResolversParentTypes['Task'] = ResolversParentTypes['Task'], FederationReferenceType extends FederationReferenceTypes['Task'] = FederationReferenceTypes['Task']> = ResolversObject<{
   __resolveReference?: ReferenceResolver<Maybe<ResolversTypes['Task']> | FederationReferenceType, FederationReferenceType, ContextType>;
   agent?: Resolver<ResolversTypes['Agent'], ParentType, ContextType>;
   attempts?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
   createdAt?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
   error?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
+  events?: Resolver<Array<ResolversTypes['TaskEvent']>, ParentType, ContextType, RequireFields<TaskEventsArgs, 'afterSequence'>>;
   finishedAt?: Resolver<Maybe<ResolversTypes['DateTime']>, ParentType, ContextType>;
   id?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
   idempotencyKey?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
@@ -415,6 +491,15 @@ export type TaskEdgeResolvers<ContextType = Context, ParentType extends Resolver
   node?: Resolver<ResolversTypes['Task'], ParentType, ContextType>;
 }>;
 
+export type TaskEventResolvers<ContextType = Context, ParentType extends ResolversParentTypes['TaskEvent'] = ResolversParentTypes['TaskEvent']> = ResolversObject<{
+  at?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
+  attempt?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  delta?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
+  sequence?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  task?: Resolver<ResolversTypes['Task'], ParentType, ContextType>;
+  type?: Resolver<ResolversTypes['TaskEventType'], ParentType, ContextType>;
+}>;
+
 export type TokenUsageResolvers<ContextType = Context, ParentType extends ResolversParentTypes['TokenUsage'] = ResolversParentTypes['TokenUsage']> = ResolversObject<{
   completionTokens?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
   promptTokens?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
@@ -429,9 +514,11 @@ export type Resolvers<ContextType = Context> = ResolversObject<{
   PageInfo?: PageInfoResolvers<ContextType>;
   Query?: QueryResolvers<ContextType>;
   Session?: SessionResolvers<ContextType>;
+  Subscription?: SubscriptionResolvers<ContextType>;
   Task?: TaskResolvers<ContextType>;
   TaskConnection?: TaskConnectionResolvers<ContextType>;
   TaskEdge?: TaskEdgeResolvers<ContextType>;
+  TaskEvent?: TaskEventResolvers<ContextType>;
   TokenUsage?: TokenUsageResolvers<ContextType>;
 }>;
 

@@ -3,6 +3,14 @@ import { requireScope } from '../../../lib/principal.js';
 import { cancelTask, runTask } from '../tasks.js';
 
 export const Mutation: MutationResolvers = {
-  runTask: (_parent, { input }, { principal, em, lookups }) => runTask(em, requireScope(principal, 'tasks:write'), input, lookups),
-  cancelTask: (_parent, { id }, { principal, em }) => cancelTask(em, requireScope(principal, 'tasks:write'), id),
+  runTask: async (_parent, { input }, { principal, em, lookups, relay }) => {
+    const task = await runTask(em, requireScope(principal, 'tasks:write'), input, lookups);
+    relay.wake();
+    return task;
+  },
+  cancelTask: async (_parent, { id }, { principal, em, relay }) => {
+    const task = await cancelTask(em, requireScope(principal, 'tasks:write'), id);
+    relay.wake();
+    return task;
+  },
 };

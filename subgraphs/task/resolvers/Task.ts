@@ -1,4 +1,5 @@
 import type { TaskResolvers } from '../generated/resolvers-types.js';
+import { taskEvents } from '../events.js';
 
 export const Task: TaskResolvers = {
   // A public entry point: the loader only returns the caller's own tasks.
@@ -10,4 +11,7 @@ export const Task: TaskResolvers = {
     task.promptTokens === null || task.completionTokens === null || task.totalTokens === null
       ? null
       : { promptTokens: task.promptTokens, completionTokens: task.completionTokens, totalTokens: task.totalTokens },
+  // Every path to a Task (query, list, reference) has checked its owner already.
+  events: async (task, { afterSequence }, { em, eventLog }) =>
+    (await taskEvents(em, eventLog, task, afterSequence ?? 0)).map((event) => ({ ...event, task })),
 };

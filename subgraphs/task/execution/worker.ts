@@ -1,0 +1,486 @@
+import { randomUUID } from 'node:crypto';
+import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
+import type { Logger } from 'pino';
+import { isUuid } from '../../../lib/ids.js';
+import { TASK_DEAD_LETTER_QUEUE, TASK_QUEUE, type Consumer, type Delivery, type MessageBroker } from '../../../lib/messaging/types.js';
+import type { TaskEventLog, TaskEventType } from '../../../lib/task-events/types.js';
+import { TaskEntity, type TaskRow } from '../entities.js';
+import { outcomeOf } from '../tasks.js';
+import { isAbortError } from '../providers/abort.js';
+import type { CompletionRequest, LlmProvider, StreamChunk } from '../providers/types.js';
+import { ProviderError } from '../providers/types.js';
+import { buildRequest, ContextTooLargeError, type HistoryReader } from './context-builder.js';
+import { assertTaskQueues, TOPIC_FAILED, TOPIC_SUBMITTED, TOPIC_SUCCEEDED, writeOutbox, type OutboxRelay, type TaskMessage } from './outbox.js';
+
+/** What the worker needs from the provider layer. */
+export interface ProviderAccess {
+  get(name: string): LlmProvider | undefined;
+  contextWindow(provider: string, model: string): number;
+  estimateTokens(text: string): number;
+  /** Streams with bounded retries (before the first token) and a stall timeout. */
+  stream(provider: LlmProvider, request: CompletionRequest, signal: AbortSignal): AsyncIterable<StreamChunk>;
+}
+
+export interface TaskWorkerOptions {
+  orm: MikroORM;
+  broker: MessageBroker;
+  eventLog: TaskEventLog;
+  relay: OutboxRelay;
+  providers: ProviderAccess;
+  readHistory: HistoryReader;
+  log: Logger;
+  /** @default a random id */
+  workerId?: string;
+  /** Tasks run at once by this worker (the queue's prefetch). @default 8 */
+  concurrency?: number;
+  /** How long a claim on a running task lasts without renewal. @default 30000 */
+  leaseMs?: number;
+  /** Attempts (runs) per task before it ends FAILED. @default 3 */
+  maxAttempts?: number;
+  /** How long token deltas are gathered into one TOKEN event; 0 = one event per event-loop turn. @default 15 */
+  coalesceMs?: number;
+  /** A QUEUED task nobody took for this long is published again. @default 300000 */
+  requeueStuckAfterMs?: number;
+}
+
+/** Why an attempt stopped early. */
+type Stop = 'cancelled' | 'lost' | 'shutdown';
+
+class AttemptStopped extends Error {
+  constructor(readonly reason: Stop) {
+    super(reason);
+  }
+}
+
+type AttemptResult =
+  | { kind: 'succeeded'; output: string; promptTokens: number; completionTokens: number }
+  | { kind: 'failed'; error: string }
+  | { kind: 'retry'; error: string }
+  | { kind: 'stopped'; reason: Stop };
+
+const FINAL_STATUS = { SUCCEEDED: TOPIC_SUCCEEDED, FAILED: TOPIC_FAILED } as const;
+
+/**
+ * Runs tasks from the work queue: claims a task with a lease (renewed while it runs), builds its
+ * context, streams the provider's answer as TOKEN events, and commits the outcome (with its outbox
+ * message) before the queue message is acked. A claim is a conditional UPDATE, so a task runs on
+ * one worker at a time and reaches SUCCEEDED at most once; a worker that dies leaves a lease that
+ * expires, and the reaper (in every worker) hands the task to another or fails it after
+ * `maxAttempts`. Messages that fail delivery too often arrive on the dead-letter queue, where the
+ * task is failed with the reason.
+ */
+export class TaskWorker {
+  readonly workerId: string;
+  private readonly leaseMs: number;
+  private readonly maxAttempts: number;
+  private readonly coalesceMs: number;
+  private readonly requeueStuckAfterMs: number;
+  private consumers: Consumer[] = [];
+  private reaperTimer: NodeJS.Timeout | undefined;
+  private readonly running = new Map<string, AbortController>();
+  private stopping = false;
+
+  constructor(private readonly options: TaskWorkerOptions) {
+    this.workerId = options.workerId ?? `worker-${randomUUID().slice(0, 8)}`;
+    this.leaseMs = options.leaseMs ?? 30_000;
+    this.maxAttempts = options.maxAttempts ?? 3;
+    this.coalesceMs = options.coalesceMs ?? 15;
+    this.requeueStuckAfterMs = options.requeueStuckAfterMs ?? 300_000;
+  }
+
+  async start(): Promise<void> {
+    const { broker } = this.options;
+    await assertTaskQueues(broker);
+    this.consumers.push(await broker.consume<TaskMessage>(TASK_QUEUE, (d) => this.handle(d), { prefetch: this.options.concurrency ?? 8 }));
+    this.consumers.push(await broker.consume<TaskMessage>(TASK_DEAD_LETTER_QUEUE, (d) => this.handleDeadLetter(d), { prefetch: 10 }));
+    this.scheduleReaper();
+    this.options.log.info({ workerId: this.workerId }, 'task worker started');
+  }
+
+  /** Tasks this worker is running now. */
+  get inFlight(): number {
+    return this.running.size;
+  }
+
+  /**
+   * Stops taking tasks; lets the running ones finish for up to `graceMs`, then hands the rest back
+   * to the queue (they start over on another worker as a new attempt).
+   */
+  async stop(graceMs = 10_000): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    clearTimeout(this.reaperTimer);
+    const timer = setTimeout(() => {
+      for (const controller of this.running.values()) controller.abort(new AttemptStopped('shutdown'));
+    }, graceMs);
+    // cancel() waits for the handlers in flight, which end by finishing or by handing back.
+    await Promise.all(this.consumers.map((c) => c.cancel()));
+    clearTimeout(timer);
+    this.options.log.info({ workerId: this.workerId }, 'task worker stopped');
+  }
+
+  // ---------------------------------------------------------------- one delivery
+
+  private async handle(delivery: Delivery<TaskMessage>): Promise<void> {
+    const taskId = delivery.body?.taskId;
+    if (!isUuid(taskId)) {
+      this.options.log.warn({ body: delivery.body }, 'dropping a task message without a task id');
+      return;
+    }
+    if (this.stopping) throw new Error('worker is stopping'); // back to the queue for another worker
+    let task = await this.claim(taskId);
+    if (!task) return; // finished, cancelled, or running elsewhere under a live lease
+    const log = this.options.log.child({ taskId, workerId: this.workerId });
+    const controller = new AbortController();
+    this.running.set(taskId, controller);
+    try {
+      for (;;) {
+        if (task.attempts > this.maxAttempts) {
+          await this.finish(task, 'FAILED', { error: `WORKER_LOST: the task did not complete in ${this.maxAttempts} attempts.` });
+          return;
+        }
+        const result = await this.runAttempt(task, controller, log);
+        if (result.kind === 'succeeded') {
+          await this.finish(task, 'SUCCEEDED', result);
+          return;
+        }
+        if (result.kind === 'failed') {
+          await this.finish(task, 'FAILED', { error: result.error });
+          return;
+        }
+        if (result.kind === 'stopped') {
+          if (result.reason === 'shutdown') await this.handBack(task);
+          return; // cancelled: cancelTask finished it; lost: another worker or the reaper has it
+        }
+        // A retryable failure after tokens were streamed: the client's text starts over.
+        if (task.attempts >= this.maxAttempts) {
+          await this.finish(task, 'FAILED', { error: result.error });
+          return;
+        }
+        log.warn({ attempt: task.attempts, error: result.error }, 'attempt failed; starting a new one');
+        const next = await this.nextAttempt(task);
+        if (!next) return;
+        task = next;
+      }
+    } catch (error) {
+      log.error({ err: error }, 'task handling failed; handing it back');
+      await this.handBack(task).catch(() => undefined);
+      throw error;
+    } finally {
+      this.running.delete(taskId);
+    }
+  }
+
+  /** Takes the task if it is QUEUED, or RUNNING under an expired lease; null when it is not ours to run. */
+  private async claim(taskId: string): Promise<TaskRow | null> {
+    const em = this.options.orm.em.fork();
+    const rows = await em.execute(
+      `update "task"."tasks"
+         set status = 'RUNNING', attempts = attempts + 1, started_at = now(), updated_at = now(),
+             worker_id = ?, lease_expires_at = now() + (? * interval '1 millisecond')
+       where id = ? and (status = 'QUEUED' or (status = 'RUNNING' and lease_expires_at < now()))
+       returning *`,
+      [this.workerId, this.leaseMs, taskId],
+    );
+    return rows.length > 0 ? em.map(TaskEntity, rows[0]) : null;
+  }
+
+  private async nextAttempt(task: TaskRow): Promise<TaskRow | null> {
+    const em = this.options.orm.em.fork();
+    const rows = await em.execute(
+      `update "task"."tasks" set attempts = attempts + 1, started_at = now(), updated_at = now(),
+         lease_expires_at = now() + (? * interval '1 millisecond')
+       where id = ? and worker_id = ? and status = 'RUNNING' and attempts = ? returning *`,
+      [this.leaseMs, task.id, this.workerId, task.attempts],
+    );
+    return rows.length > 0 ? em.map(TaskEntity, rows[0]) : null;
+  }
+
+  // ---------------------------------------------------------------- one attempt
+
+  private async runAttempt(task: TaskRow, controller: AbortController, log: Logger): Promise<AttemptResult> {
+    const { eventLog, providers } = this.options;
+    const attempt = task.attempts;
+    const started = await eventLog.append(task.id, { type: 'STARTED', attempt }, { maxAttempt: attempt });
+    if (!started) return { kind: 'stopped', reason: 'lost' }; // finished or taken over meanwhile
+
+    const provider = providers.get(task.provider);
+    if (!provider) return { kind: 'failed', error: `The provider "${task.provider}" is not configured on the workers.` };
+
+    // Per attempt: an abort stops this attempt only; the controller of the delivery carries shutdown.
+    const attemptController = new AbortController();
+    const stop = (reason: Stop) => attemptController.abort(new AttemptStopped(reason));
+    const onShutdown = () => stop('shutdown');
+    controller.signal.addEventListener('abort', onShutdown, { once: true });
+    if (controller.signal.aborted) onShutdown();
+
+    const unsubscribe = await eventLog.subscribe(task.id, (event) => {
+      if (event.type === 'CANCELLED') stop('cancelled');
+      else if (event.type === 'STARTED' && event.attempt > attempt) stop('lost');
+    });
+    const renewal = setInterval(() => {
+      void this.renewLease(task).then(
+        (status) => {
+          if (status === 'CANCELLED') stop('cancelled');
+          else if (status !== 'RUNNING') stop('lost');
+        },
+        (error) => log.warn({ err: error }, 'lease renewal failed'),
+      );
+    }, Math.max(100, Math.floor(this.leaseMs / 3)));
+
+    const tokens = new TokenBuffer(eventLog, task.id, attempt, this.coalesceMs, () => stop('lost'));
+    let output = '';
+    let usage: { promptTokens: number; completionTokens: number } | undefined;
+    try {
+      const request = await buildRequest(task, this.options.readHistory, {
+        contextWindow: providers.contextWindow(task.provider, task.model),
+        estimateTokens: providers.estimateTokens,
+      });
+      for await (const chunk of providers.stream(provider, request, attemptController.signal)) {
+        if (attemptController.signal.aborted) break;
+        if (chunk.type === 'delta') {
+          if (chunk.text.length === 0) continue;
+          output += chunk.text;
+          tokens.push(chunk.text);
+        } else {
+          usage = { promptTokens: chunk.promptTokens, completionTokens: chunk.completionTokens };
+        }
+      }
+      await tokens.flush();
+      if (attemptController.signal.aborted) return { kind: 'stopped', reason: stopReason(attemptController.signal) };
+      const promptTokens = usage?.promptTokens ?? request.messages.reduce((n, m) => n + providers.estimateTokens(m.content), providers.estimateTokens(request.systemPrompt ?? ''));
+      return { kind: 'succeeded', output, promptTokens, completionTokens: usage?.completionTokens ?? providers.estimateTokens(output) };
+    } catch (error) {
+      await tokens.flush().catch(() => undefined);
+      if (attemptController.signal.aborted) return { kind: 'stopped', reason: stopReason(attemptController.signal) };
+      if (error instanceof ContextTooLargeError) return { kind: 'failed', error: error.message };
+      if (error instanceof ProviderError) return error.retryable ? { kind: 'retry', error: error.message } : { kind: 'failed', error: error.message };
+      if (isAbortError(error)) return { kind: 'stopped', reason: 'lost' };
+      // The memory service or the event log failed us: worth another attempt.
+      log.warn({ err: error }, 'attempt failed');
+      return { kind: 'retry', error: `The task could not run: ${(error as Error).message}` };
+    } finally {
+      clearInterval(renewal);
+      controller.signal.removeEventListener('abort', onShutdown);
+      await unsubscribe().catch(() => undefined);
+    }
+  }
+
+  /** Extends the lease; answers the task's status as this worker sees it ('LOST' when not its own any more). */
+  private async renewLease(task: TaskRow): Promise<string> {
+    const em = this.options.orm.em.fork();
+    const rows = await em.execute<{ status: string; worker_id: string | null }[]>(
+      `update "task"."tasks" set lease_expires_at = case when status = 'RUNNING' and worker_id = ? then now() + (? * interval '1 millisecond') else lease_expires_at end
+       where id = ? returning status, worker_id`,
+      [this.workerId, this.leaseMs, task.id],
+    );
+    const row = rows[0];
+    if (!row) return 'LOST';
+    if (row.status === 'RUNNING' && row.worker_id !== this.workerId) return 'LOST';
+    return row.status;
+  }
+
+  // ---------------------------------------------------------------- outcomes
+
+  /**
+   * Commits the outcome and its outbox message in one transaction, conditional on this worker
+   * still holding this attempt (so a cancelled or reaped task is never overwritten), then appends
+   * the final event. If the process dies right after the commit, the relay appends it.
+   */
+  private async finish(
+    task: TaskRow,
+    status: 'SUCCEEDED' | 'FAILED',
+    result: { output?: string; error?: string; promptTokens?: number; completionTokens?: number },
+  ): Promise<boolean> {
+    const em = this.options.orm.em.fork();
+    const finished = await em.transactional(async (tx) => {
+      const rows = await tx.execute(
+        `update "task"."tasks"
+           set status = ?, output = ?, error = ?, prompt_tokens = ?, completion_tokens = ?, total_tokens = ?,
+               finished_at = now(), updated_at = now(), worker_id = null, lease_expires_at = null
+         where id = ? and status = 'RUNNING' and worker_id = ? and attempts = ?
+         returning *`,
+        [
+          status,
+          result.output ?? null,
+          result.error ?? null,
+          result.promptTokens ?? null,
+          result.completionTokens ?? null,
+          result.promptTokens !== undefined && result.completionTokens !== undefined ? result.promptTokens + result.completionTokens : null,
+          task.id,
+          this.workerId,
+          task.attempts,
+        ],
+      );
+      if (rows.length === 0) return null;
+      const row = tx.map(TaskEntity, rows[0]);
+      await writeOutbox(tx, row.id, FINAL_STATUS[status], outcomeOf(row));
+      return row;
+    });
+    if (!finished) return false;
+    await this.appendFinal(finished, status, result.error ?? null);
+    return true;
+  }
+
+  private async appendFinal(task: TaskRow, type: TaskEventType, delta: string | null): Promise<void> {
+    try {
+      await this.options.eventLog.append(task.id, { type, attempt: Math.max(1, task.attempts), delta });
+    } catch (error) {
+      this.options.log.warn({ err: error, taskId: task.id }, 'final event not appended; the outbox relay will');
+    }
+    this.options.relay.wake();
+  }
+
+  /** Returns a task this worker holds to the queue (a new message through the outbox). */
+  private async handBack(task: TaskRow): Promise<void> {
+    const em = this.options.orm.em.fork();
+    const handedBack = await em.transactional(async (tx) => {
+      const rows = await tx.execute(
+        `update "task"."tasks" set status = 'QUEUED', worker_id = null, lease_expires_at = null, updated_at = now()
+         where id = ? and status = 'RUNNING' and worker_id = ? returning id, attempts`,
+        [task.id, this.workerId],
+      );
+      if (rows.length === 0) return false;
+      await writeOutbox(tx, task.id, TOPIC_SUBMITTED, { taskId: task.id, attempts: rows[0].attempts });
+      return true;
+    });
+    if (handedBack) this.options.relay.wake();
+  }
+
+  /** A message delivered too many times: its task ends FAILED with the reason, if it has not ended. */
+  private async handleDeadLetter(delivery: Delivery<TaskMessage>): Promise<void> {
+    const taskId = delivery.body?.taskId;
+    if (!isUuid(taskId)) return;
+    const error = 'The task could not be processed: its message failed delivery too many times and was dead-lettered.';
+    const finished = await this.failUnfinished(this.options.orm.em.fork(), `id = ?`, [taskId], error);
+    for (const task of finished) await this.appendFinal(task, 'FAILED', error);
+  }
+
+  private async failUnfinished(em: EntityManager, where: string, params: unknown[], error: string): Promise<TaskRow[]> {
+    return em.transactional(async (tx) => {
+      const rows = await tx.execute(
+        `update "task"."tasks" set status = 'FAILED', error = ?, finished_at = now(), updated_at = now(), worker_id = null, lease_expires_at = null
+         where status in ('QUEUED', 'RUNNING') and ${where} returning *`,
+        [error, ...params],
+      );
+      const tasks = rows.map((row) => tx.map(TaskEntity, row));
+      for (const task of tasks) await writeOutbox(tx, task.id, TOPIC_FAILED, outcomeOf(task));
+      return tasks;
+    });
+  }
+
+  // ---------------------------------------------------------------- the reaper
+
+  private scheduleReaper(): void {
+    if (this.stopping) return;
+    // Jitter keeps the reapers of many workers from running in step.
+    const delay = Math.floor(this.leaseMs / 2 + Math.random() * (this.leaseMs / 4));
+    this.reaperTimer = setTimeout(() => {
+      void this.reap()
+        .catch((error) => this.options.log.warn({ err: error }, 'reaper failed'))
+        .finally(() => this.scheduleReaper());
+    }, delay);
+    this.reaperTimer.unref();
+  }
+
+  /**
+   * Tasks whose worker died: RUNNING past their lease. With attempts left they go back to the
+   * queue; without, they end FAILED with WORKER_LOST. QUEUED tasks that nobody took for a long
+   * time (a message lost by a broker) are published again; a duplicate message is harmless, since
+   * only one claim succeeds.
+   */
+  async reap(): Promise<{ requeued: number; failed: number; republished: number }> {
+    const em = this.options.orm.em.fork();
+    const requeued = await em.transactional(async (tx) => {
+      const rows = await tx.execute<{ id: string; attempts: number }[]>(
+        `update "task"."tasks" set status = 'QUEUED', worker_id = null, lease_expires_at = null, updated_at = now()
+         where id in (select id from "task"."tasks" where status = 'RUNNING' and lease_expires_at < now() and attempts < ?
+                      order by lease_expires_at limit 100 for update skip locked)
+         returning id, attempts`,
+        [this.maxAttempts],
+      );
+      for (const row of rows) await writeOutbox(tx, row.id, TOPIC_SUBMITTED, { taskId: row.id, attempts: row.attempts });
+      return rows.length;
+    });
+    const failed = await this.failUnfinished(
+      em.fork(),
+      `id in (select id from "task"."tasks" where status = 'RUNNING' and lease_expires_at < now() and attempts >= ? limit 100 for update skip locked)`,
+      [this.maxAttempts],
+      `WORKER_LOST: the worker running this task stopped, and ${this.maxAttempts} attempts are used up.`,
+    );
+    for (const task of failed) await this.appendFinal(task, 'FAILED', task.error);
+    const republished = await em.fork().transactional(async (tx) => {
+      const rows = await tx.execute<{ id: string; attempts: number }[]>(
+        `update "task"."tasks" t set updated_at = now()
+         where t.id in (select id from "task"."tasks" where status = 'QUEUED' and updated_at < now() - (? * interval '1 millisecond')
+                        order by updated_at limit 100 for update skip locked)
+           and not exists (select 1 from "task"."outbox" o where o.task_id = t.id and o.published_at is null)
+         returning t.id, t.attempts`,
+        [this.requeueStuckAfterMs],
+      );
+      for (const row of rows) await writeOutbox(tx, row.id, TOPIC_SUBMITTED, { taskId: row.id, attempts: row.attempts });
+      return rows.length;
+    });
+    if (requeued + republished > 0) this.options.relay.wake();
+    if (requeued + failed.length + republished > 0) this.options.log.info({ requeued, failed: failed.length, republished }, 'reaper acted');
+    return { requeued, failed: failed.length, republished };
+  }
+}
+
+function stopReason(signal: AbortSignal): Stop {
+  return signal.reason instanceof AttemptStopped ? signal.reason.reason : 'lost';
+}
+
+/**
+ * Gathers deltas into one TOKEN event per `coalesceMs` (or per event-loop turn when 0), appended
+ * in order, one append in flight at a time. A refused append (the task finished or another
+ * attempt took over) calls `onRefused`.
+ */
+class TokenBuffer {
+  private pending: string[] = [];
+  private timer: NodeJS.Timeout | NodeJS.Immediate | undefined;
+  private chain: Promise<void> = Promise.resolve();
+  private failure: unknown;
+
+  constructor(
+    private readonly eventLog: TaskEventLog,
+    private readonly taskId: string,
+    private readonly attempt: number,
+    private readonly coalesceMs: number,
+    private readonly onRefused: () => void,
+  ) {}
+
+  push(text: string): void {
+    if (this.failure) throw this.failure;
+    this.pending.push(text);
+    if (this.timer) return;
+    this.timer = this.coalesceMs > 0 ? setTimeout(() => this.drain(), this.coalesceMs) : setImmediate(() => this.drain());
+  }
+
+  /** Appends whatever is pending and waits for every append so far. */
+  async flush(): Promise<void> {
+    this.drain();
+    await this.chain;
+    if (this.failure) throw this.failure;
+  }
+
+  private drain(): void {
+    if (this.timer) {
+      if (this.coalesceMs > 0) clearTimeout(this.timer as NodeJS.Timeout);
+      else clearImmediate(this.timer as NodeJS.Immediate);
+      this.timer = undefined;
+    }
+    if (this.pending.length === 0) return;
+    const delta = this.pending.join('');
+    this.pending = [];
+    this.chain = this.chain.then(async () => {
+      if (this.failure) return;
+      try {
+        const appended = await this.eventLog.append(this.taskId, { type: 'TOKEN', attempt: this.attempt, delta }, { maxAttempt: this.attempt });
+        if (!appended) this.onRefused();
+      } catch (error) {
+        this.failure = error;
+      }
+    });
+  }
+}
