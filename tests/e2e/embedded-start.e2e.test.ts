@@ -2,6 +2,8 @@ import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createClient } from 'graphql-ws';
+import WebSocket from 'ws';
 import { afterAll, describe, expect, it } from 'vitest';
 import { signUp } from '../support/client.js';
 import { freePort, ROOT } from '../support/processes.js';
@@ -16,7 +18,7 @@ afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
 describe('npm start on embedded defaults', () => {
   it('serves the contract within 10 s and stops cleanly on SIGTERM', async () => {
     const ports = { PORT: await freePort(), AGENT_PORT: await freePort(), TASK_PORT: await freePort(), MEMORY_PORT: await freePort(), AUTH_PORT: await freePort() };
-    const env: Record<string, string> = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', DATA_DIR: dataDir, LOG_LEVEL: 'info' };
+    const env: Record<string, string> = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', DATA_DIR: dataDir, LOG_LEVEL: 'info', ECHO_TOKEN_DELAY_MS: '2' };
     for (const [name, port] of Object.entries(ports)) env[name] = String(port);
     const started = Date.now();
     // Its own process group, signalled as a whole, as a terminal's Ctrl-C or a supervisor does.
@@ -57,8 +59,37 @@ describe('npm start on embedded defaults', () => {
       expect(createAgent.owner.email).toBe('embedded@example.com');
       const { createSession } = await user.client.data(`mutation ($a: ID!) { createSession(agentId: $a) { id agent { name } } }`, { a: createAgent.id });
       expect(createSession.agent.name).toBe('Local');
-      const { runTask } = await user.client.data(`mutation ($a: ID!) { runTask(input: { agentId: $a, input: "hi" }) { status } }`, { a: createAgent.id });
+      const { runTask } = await user.client.data(`mutation ($a: ID!, $s: ID) { runTask(input: { agentId: $a, sessionId: $s, input: "hi there" }) { id status } }`, {
+        a: createAgent.id,
+        s: createSession.id,
+      });
       expect(runTask.status).toBe('QUEUED');
+
+      // The in-process queue and worker run it; the router streams it over graphql-ws.
+      const ws = createClient({ url: url.replace(/^http/, 'ws'), webSocketImpl: WebSocket, connectionParams: { authorization: `Bearer ${user.accessToken}` }, retryAttempts: 0 });
+      const types: string[] = [];
+      let text = '';
+      for await (const result of ws.iterate<{ taskEvents: { type: string; delta: string | null } }>({
+        query: `subscription ($id: ID!) { taskEvents(taskId: $id) { type delta } }`,
+        variables: { id: runTask.id },
+      })) {
+        expect(result.errors).toBeUndefined();
+        types.push(result.data!.taskEvents.type);
+        if (result.data!.taskEvents.type === 'TOKEN') text += result.data!.taskEvents.delta;
+      }
+      await ws.dispose();
+      expect(types[0]).toBe('QUEUED');
+      expect(types.at(-1)).toBe('SUCCEEDED');
+      const { task } = await user.client.data(`query ($id: ID!) { task(id: $id) { status output } }`, { id: runTask.id });
+      expect(task).toEqual({ status: 'SUCCEEDED', output: text });
+      expect(text).toContain('hi there');
+      // The session gets the turn through the in-process event bus.
+      let total = 0;
+      for (let i = 0; i < 50 && total < 2; i++) {
+        total = (await user.client.data(`query ($s: ID!) { session(id: $s) { messages { totalCount } } }`, { s: createSession.id })).session.messages.totalCount;
+        if (total < 2) await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(total).toBe(2);
     } finally {
       signal('SIGTERM');
       const deadline = Date.now() + 15_000;

@@ -35,8 +35,8 @@ export async function startFakeOpenAi(options: FakeOpenAiOptions = {}): Promise<
     let closed = false;
     req.on('close', () => (closed = true));
     const id = `chatcmpl-${requests.length}`;
-    const chunk = (delta: object, extra: object = {}) =>
-      `data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created: 0, model: request.model, choices: [{ index: 0, delta, finish_reason: null }], ...extra })}\n\n`;
+    const chunk = (delta: object, finishReason: string | null = null) =>
+      `data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created: 0, model: request.model, choices: [{ index: 0, delta, finish_reason: finishReason }] })}\n\n`;
     res.write(chunk({ role: 'assistant', content: '' }));
     for (const word of words) {
       if (closed) return;
@@ -44,6 +44,7 @@ export async function startFakeOpenAi(options: FakeOpenAiOptions = {}): Promise<
       if (closed) return;
       res.write(chunk({ content: word }));
     }
+    res.write(chunk({}, 'stop'));
     const promptTokens = request.messages.reduce((n, m) => n + Math.ceil(m.content.length / 4), 0);
     res.write(`data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created: 0, model: request.model, choices: [], usage: { prompt_tokens: promptTokens, completion_tokens: words.length, total_tokens: promptTokens + words.length } })}\n\n`);
     res.end('data: [DONE]\n\n');
