@@ -40,6 +40,8 @@ describe('routerConfigFromEnv', () => {
       introspectionEnabled: true,
       trustProxyHops: 0,
       logLevel: 'info',
+      events: { prefix: 'ap:', retentionSeconds: 86_400 },
+      subscriptions: { maxMessageBytes: 65_536, maxPerSocket: 100, connectionInitTimeoutMs: 3000, keepAliveMs: 30_000 },
     });
   });
 
@@ -66,6 +68,12 @@ describe('routerConfigFromEnv', () => {
         SANDBOX_ENABLED: 'false',
         INTROSPECTION_ENABLED: 'false',
         TRUST_PROXY: '1',
+        EVENTS_PREFIX: 'ev:',
+        EVENT_RETENTION_SECONDS: '3600',
+        WS_MAX_MESSAGE_BYTES: '8192',
+        WS_MAX_SUBSCRIPTIONS_PER_SOCKET: '5',
+        WS_CONNECTION_INIT_TIMEOUT_MS: '1000',
+        WS_KEEP_ALIVE_MS: '0',
       },
       SDL,
     );
@@ -79,6 +87,8 @@ describe('routerConfigFromEnv', () => {
       sandboxEnabled: false,
       introspectionEnabled: false,
       trustProxyHops: 1,
+      events: { prefix: 'ev:', retentionSeconds: 3600 },
+      subscriptions: { maxMessageBytes: 8192, maxPerSocket: 5, connectionInitTimeoutMs: 1000, keepAliveMs: 0 },
     });
     expect(config.subgraphUrls.agent).toBe('http://agent:8001');
   });
@@ -100,5 +110,7 @@ describe('routerConfigFromEnv', () => {
     expect(refusal({ REDIS_URL: 'http://cache' })).toMatch(/^REDIS_URL must use redis: or rediss:/);
     expect(refusal({ CORS_ORIGINS: 'https://app.example.com/path' })).toMatch(/^CORS_ORIGINS must be a comma-separated list of origins/);
     expect(refusal({ JWT_PUBLIC_KEY: '' })).toMatch(/^JWT_PUBLIC_KEY/);
+    expect(refusal({ WS_MAX_SUBSCRIPTIONS_PER_SOCKET: '0' })).toMatch(/^WS_MAX_SUBSCRIPTIONS_PER_SOCKET must be an integer between 1/);
+    expect(refusal({ WS_MAX_MESSAGE_BYTES: 'big' })).toMatch(/^WS_MAX_MESSAGE_BYTES must be an integer/);
   });
 });

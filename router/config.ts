@@ -27,8 +27,31 @@ export interface RouterConfig {
   host: string;
   /** `INTERNAL_SECRET`: signs the principal proof the subgraphs check (≥ 32 characters, required). */
   internalSecret: string;
-  /** `REDIS_URL`: shared rate-limit windows for every replica; unset keeps them in this process. */
+  /**
+   * `REDIS_URL`: shared rate-limit windows and the task event log for every replica and worker;
+   * unset keeps both in this process.
+   */
   redisUrl: string | undefined;
+  events: {
+    /** `EVENTS_PREFIX`: key prefix of the task event log in Redis; workers must use the same. @default 'ap:' */
+    prefix: string;
+    /** `EVENT_RETENTION_SECONDS`: how long the live log keeps a task's events. @default 86400 */
+    retentionSeconds: number;
+  };
+  /** graphql-ws subscriptions at ws://host:PORT/graphql. */
+  subscriptions: {
+    /** `WS_MAX_MESSAGE_BYTES`: a larger client message closes the socket (1009). @default 65536 */
+    maxMessageBytes: number;
+    /**
+     * `WS_MAX_SUBSCRIPTIONS_PER_SOCKET`: running subscriptions per socket; one more is refused with
+     * an error for its id, the others go on. @default 100
+     */
+    maxPerSocket: number;
+    /** `WS_CONNECTION_INIT_TIMEOUT_MS`: a socket without connection_init by then is closed (4408). @default 3000 */
+    connectionInitTimeoutMs: number;
+    /** `WS_KEEP_ALIVE_MS`: ws-level ping interval; a socket that misses a pong for as long is dropped; 0 disables. @default 30000 */
+    keepAliveMs: number;
+  };
   /** Composed supergraph SDL, read from `SUPERGRAPH_PATH`. @default schema/supergraph.graphql */
   supergraphSdl: string;
   /** Base URL (no `/graphql`) of each subgraph, from `<NAME>_URL` or 127.0.0.1:8001..8004. */
@@ -121,6 +144,16 @@ export function routerConfigFromEnv(env: Env = process.env, overrides: { supergr
     host: envString(env, 'HOST', '0.0.0.0'),
     internalSecret: envSecret(env, 'INTERNAL_SECRET'),
     redisUrl: envUrl(env, 'REDIS_URL', ['redis:', 'rediss:']),
+    events: {
+      prefix: envString(env, 'EVENTS_PREFIX', 'ap:'),
+      retentionSeconds: envInt(env, 'EVENT_RETENTION_SECONDS', 86_400, { min: 60, max: 30 * 86_400 }),
+    },
+    subscriptions: {
+      maxMessageBytes: envInt(env, 'WS_MAX_MESSAGE_BYTES', 64 * 1024, { min: 1024, max: 16 * 1024 * 1024 }),
+      maxPerSocket: envInt(env, 'WS_MAX_SUBSCRIPTIONS_PER_SOCKET', 100, { min: 1, max: 10_000 }),
+      connectionInitTimeoutMs: envInt(env, 'WS_CONNECTION_INIT_TIMEOUT_MS', 3000, { min: 100, max: 60_000 }),
+      keepAliveMs: envInt(env, 'WS_KEEP_ALIVE_MS', 30_000, { min: 0, max: 600_000 }),
+    },
     supergraphSdl: overrides.supergraphSdl ?? readSupergraph(env),
     subgraphUrls: Object.fromEntries(SUBGRAPH_NAMES.map((name) => [name, subgraphBaseUrl(env, name)])) as Record<SubgraphName, string>,
     subgraphTimeoutMs: envInt(env, 'SUBGRAPH_TIMEOUT_MS', 30_000, { min: 100, max: 600_000 }),

@@ -1,5 +1,6 @@
 import type { ApolloServerPlugin, GraphQLRequestContext } from '@apollo/server';
 import type { GraphQLError, OperationDefinitionNode } from 'graphql';
+import { appError } from '../lib/errors.js';
 import { anonymousRefusal, CREDENTIAL_ROOT_FIELDS } from './authenticate.js';
 import type { RouterContext } from './context.js';
 import { checkOperationLimits, measureOperation, tokenLimitError, type OperationLimits, type OperationMeasure } from './operation-limits.js';
@@ -41,6 +42,10 @@ export function policyPlugin(options: PolicyPluginOptions): ApolloServerPlugin<R
           const { operation, contextValue } = requestContext;
           if (requestContext.operationName) contextValue.record.operationName = requestContext.operationName.slice(0, 100);
           if (!operation) return;
+          // The gateway cannot run them; they have their own transport on the same path.
+          if (operation.operation === 'subscription') {
+            throw appError('BAD_REQUEST', 'Subscriptions are served over WebSocket (graphql-ws) at ws://<router>/graphql, not over HTTP.');
+          }
           const measured = measure(requestContext, operation);
 
           const refusal = anonymousRefusal(contextValue.principal, measured.rootFieldNames) ?? checkOperationLimits(measured, limits);

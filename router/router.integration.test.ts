@@ -599,7 +599,7 @@ describe('errors and health', () => {
 
     const ready = await fetch(`${url}/readyz`);
     expect(ready.status).toBe(503);
-    expect(((await ready.json()) as { checks: Record<string, boolean> }).checks).toEqual({ auth: true, agent: true, task: false });
+    expect(((await ready.json()) as { checks: Record<string, boolean> }).checks).toEqual({ auth: true, agent: true, task: false, events: true });
     expect((await fetch(`${url}/healthz`)).status).toBe(200);
   });
 
@@ -607,7 +607,7 @@ describe('errors and health', () => {
     const { url } = await router({ REDIS_URL, RATE_LIMIT_PREFIX: `test:router:${randomUUID()}:` });
     const ready = await fetch(`${url}/readyz`);
     expect(ready.status).toBe(200);
-    expect(await ready.json()).toEqual({ status: 'ready', service: 'router', checks: { auth: true, agent: true, task: true, redis: true } });
+    expect(await ready.json()).toEqual({ status: 'ready', service: 'router', checks: { auth: true, agent: true, task: true, redis: true, events: true } });
     expect(await (await fetch(`${url}/healthz`)).json()).toEqual({ status: 'ok', service: 'router' });
   });
 });

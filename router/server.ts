@@ -15,21 +15,31 @@ import { listen } from '../lib/http.js';
 import { createLogger } from '../lib/logger.js';
 import { PRINCIPAL_HEADER, type Principal } from '../lib/principal.js';
 import type { RunningServer } from '../lib/subgraph-server.js';
+import { createTaskEventLog } from '../lib/task-events/index.js';
+import type { TaskEventLog } from '../lib/task-events/types.js';
 import { Authenticator, principalId } from './authenticate.js';
 import type { RouterConfig } from './config.js';
-import type { RouterContext } from './context.js';
+import type { RequestRecord, RouterContext } from './context.js';
 import { cors } from './cors.js';
 import { policyPlugin } from './policy-plugin.js';
 import { MemoryRateLimitStore, RateLimiter, RedisRateLimitStore, rateLimitedError, rateLimitHeaders } from './rate-limit.js';
 import { recordOf, requestLog } from './request-log.js';
 import { createSubgraphFetcher } from './subgraph-fetcher.js';
 import { SubgraphDataSource } from './subgraph-source.js';
+import { SubscriptionExecutor, type GatewayQuery } from './subscription-executor.js';
+import { startSubscriptionServer, type SubscriptionServer } from './subscriptions.js';
 
 export interface RouterDeps {
   /** @default createLogger('router', config.logLevel) */
   log?: Logger;
   /** A Redis client the caller owns and closes. @default one made from `config.redisUrl`, closed with the router */
   redis?: Redis;
+  /**
+   * The task event log subscriptions stream from, owned and closed by the caller (`npm start` shares
+   * one in-memory log with its in-process worker). @default one made from `config.redisUrl` (Redis)
+   * or in memory, closed with the router
+   */
+  eventLog?: TaskEventLog;
 }
 
 /**
@@ -108,6 +118,14 @@ export async function startRouter(config: RouterConfig, deps: RouterDeps = {}): 
   const ownsRedis = !deps.redis && config.redisUrl !== undefined;
   const redis = deps.redis ?? (config.redisUrl ? await connectRedis(config.redisUrl, log) : undefined);
 
+  const ownsEventLog = !deps.eventLog;
+  const eventLog =
+    deps.eventLog ?? createTaskEventLog({ redisUrl: config.redisUrl, prefix: config.events.prefix, retentionSeconds: config.events.retentionSeconds, log });
+  if (!deps.eventLog && !config.redisUrl) {
+    // Only `npm start` runs workers in the router's process, and it hands its log in.
+    log.warn('REDIS_URL is unset: subscriptions follow an in-memory task event log that workers in other processes cannot reach.');
+  }
+
   const limiter = config.rateLimit.enabled
     ? new RateLimiter({ store: redis ? new RedisRateLimitStore(redis, config.rateLimit.prefix) : new MemoryRateLimitStore(), log })
     : undefined;
@@ -134,6 +152,16 @@ export async function startRouter(config: RouterConfig, deps: RouterDeps = {}): 
       return new SubgraphDataSource(name, `${base}/graphql`, config.internalSecret, subgraphFetcher.fetcher, log);
     },
   });
+
+  // Subscriptions are checked against the same API schema the gateway serves, whenever it changes.
+  const subscriptionExecutor = new SubscriptionExecutor({
+    eventLog,
+    limits: config.limits,
+    log,
+    hideSchemaDetails: !config.introspectionEnabled,
+    gateway: (request, caller) => runAsCaller(request, caller),
+  });
+  gateway.onSchemaLoadOrUpdate(({ apiSchema }) => subscriptionExecutor.setSchema(apiSchema));
 
   const app = express();
   app.disable('x-powered-by');
@@ -166,9 +194,22 @@ export async function startRouter(config: RouterConfig, deps: RouterDeps = {}): 
     ],
   });
   const releaseResources = async () => {
+    subscriptionExecutor.close();
     subgraphFetcher.close();
     await limiter?.close();
     if (ownsRedis && redis) await redis.quit().catch(() => redis.disconnect());
+    if (ownsEventLog) await eventLog.close().catch((error: unknown) => log.warn({ err: error }, 'closing the task event log failed'));
+  };
+
+  /**
+   * A query through the gateway's ordinary path as a subscriber: the same context an HTTP request
+   * of theirs gets, a fresh one per call (its principal proof is short-lived, subscriptions are not).
+   */
+  const runAsCaller: GatewayQuery = async (request, caller) => {
+    const record: RequestRecord = { requestId: caller.requestId, clientIp: caller.clientIp, principalId: principalId(caller.principal), errorCodes: [] };
+    const response = await apollo.executeOperation(request, { contextValue: { principal: caller.principal, record } });
+    if (response.body.kind !== 'single') throw new Error('The gateway answered a subscription fetch incrementally.');
+    return response.body.singleResult as Awaited<ReturnType<GatewayQuery>>;
   };
   try {
     await apollo.start();
@@ -240,6 +281,10 @@ export async function startRouter(config: RouterConfig, deps: RouterDeps = {}): 
     const entries = await Promise.all([
       ...[...routed].map(async ([name, base]) => [name, await reachable(`${base}/healthz`)] as const),
       ...(redis ? [pings(redis).then((ok) => ['redis', ok] as const)] : []),
+      eventLog.ping().then(
+        (ok) => ['events', ok] as const,
+        () => ['events', false] as const,
+      ),
     ]);
     const checks = Object.fromEntries(entries);
     const ready = entries.every(([, ok]) => ok);
@@ -265,15 +310,37 @@ export async function startRouter(config: RouterConfig, deps: RouterDeps = {}): 
     await releaseResources();
     throw error;
   }
+  const subscriptions: SubscriptionServer = startSubscriptionServer({
+    httpServer,
+    executor: subscriptionExecutor,
+    authenticator,
+    limiter,
+    rateLimit: config.rateLimit,
+    settings: config.subscriptions,
+    trustProxyHops: config.trustProxyHops,
+    log,
+  });
   const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
   const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
-  log.info({ url: `${url}/graphql`, subgraphs: Object.fromEntries(routed), rateLimitStore: limiter ? (redis ? 'redis' : 'memory') : 'off' }, 'router ready');
+  log.info(
+    {
+      url: `${url}/graphql`,
+      subscriptions: `${url.replace(/^http/, 'ws')}/graphql`,
+      subgraphs: Object.fromEntries(routed),
+      rateLimitStore: limiter ? (redis ? 'redis' : 'memory') : 'off',
+      eventLog: deps.eventLog ? 'injected' : config.redisUrl ? 'redis' : 'memory',
+    },
+    'router ready',
+  );
 
   return {
     url,
     port,
     close: async () => {
-      // Stops accepting, lets in-flight requests finish (drain plugin), then stops the gateway.
+      // Subscription sockets first (1001: clients resume elsewhere with afterSequence): the HTTP
+      // drain would otherwise cut them without a close frame. Then in-flight requests finish
+      // (drain plugin), the gateway stops, and the stores close.
+      await subscriptions.close();
       await apollo.stop();
       await releaseResources();
     },

@@ -179,7 +179,9 @@ export function createRedisTaskEventLog(options: RedisTaskEventLogOptions): Redi
 
   function openSubscriber(): Redis {
     // Subscriptions wait for a reconnect rather than fail: the channels re-read what they missed.
-    const subscriber = redis.duplicate({ connectionName: 'task-events-subscriber', maxRetriesPerRequest: null, enableOfflineQueue: true });
+    // No ready check and no CLIENT SETNAME: either, sent on a reconnect after a queued SUBSCRIBE,
+    // fails with "Connection in subscriber mode" and breaks every stream of the process.
+    const subscriber = redis.duplicate({ connectionName: undefined, enableReadyCheck: false, maxRetriesPerRequest: null, enableOfflineQueue: true });
     subscriber.on('error', (error: unknown) => onError(error, SUBSCRIBER_CONNECTION_ERROR));
     return subscriber;
   }
