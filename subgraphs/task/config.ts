@@ -1,5 +1,6 @@
 import { ConfigError, envPort, envString, readCommonConfig, subgraphBaseUrl } from '../../lib/config.js';
 import type { TaskSubgraphConfig } from './server.js';
+import { providerConfigFromEnv } from './providers/registry.js';
 
 type Env = Record<string, string | undefined>;
 
@@ -18,6 +19,7 @@ export function taskConfigFromEnv(env: Env): TaskSubgraphConfig {
     redisUrl: common.redisUrl,
     eventsPrefix: common.eventsPrefix,
     eventRetentionSeconds: common.eventRetentionSeconds,
+    providers: providerConfigFromEnv(env),
     logLevel: common.logLevel,
   };
 }

@@ -4,6 +4,7 @@ import type { BaseContext } from '../../lib/subgraph-server.js';
 import type { TaskEventLog } from '../../lib/task-events/types.js';
 import type { TaskRow } from './entities.js';
 import type { Lookups } from './lookups.js';
+import type { ProviderCheck } from './tasks.js';
 
 /** Per request: the verified caller, a fresh identity map, batched loaders and the other services. */
 export interface Context extends BaseContext {
@@ -15,4 +16,6 @@ export interface Context extends BaseContext {
   /** Woken after a commit that wrote outbox rows, so they are published at once. */
   relay: { wake(): void };
   eventLog: TaskEventLog;
+  /** Whether the workers can run an agent's provider (the same provider settings as theirs). */
+  checkProvider: ProviderCheck;
 }

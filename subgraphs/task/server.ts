@@ -13,6 +13,7 @@ import type { TaskEventLog } from '../../lib/task-events/types.js';
 import type { Context } from './context.js';
 import { entities } from './entities.js';
 import { OutboxRelay } from './execution/outbox.js';
+import { createProviderRegistry, providerConfigFromEnv, type ProviderConfig } from './providers/registry.js';
 import { serviceLookups } from './lookups.js';
 import { migrations } from './migrations.js';
 import { resolvers } from './resolvers/index.js';
@@ -37,6 +38,11 @@ export interface TaskSubgraphConfig {
   eventsPrefix?: string;
   /** How long the live event log keeps a task's events. @default 86400 */
   eventRetentionSeconds?: number;
+  /**
+   * The provider settings the workers run with (OPENAI_*, ANTHROPIC_*): runTask refuses an agent
+   * whose provider they lack. @default from the environment of this process
+   */
+  providers?: ProviderConfig;
   logLevel?: string;
 }
 
@@ -59,6 +65,8 @@ export async function startTaskSubgraph(
   const eventLog =
     deps.eventLog ??
     createTaskEventLog({ redisUrl: config.redisUrl, prefix: config.eventsPrefix, retentionSeconds: config.eventRetentionSeconds, log });
+  const providerRegistry = createProviderRegistry(config.providers ?? providerConfigFromEnv(process.env));
+  const checkProvider = (name: string) => providerRegistry.check(name);
   const relay = new OutboxRelay({ orm, broker, eventLog, log });
   await relay.start();
   const urls = { agentUrl: config.agentUrl.replace(/\/+$/, ''), memoryUrl: config.memoryUrl.replace(/\/+$/, '') };
@@ -80,6 +88,7 @@ export async function startTaskSubgraph(
         lookups: serviceLookups(urls, base),
         relay,
         eventLog,
+        checkProvider,
       };
     },
     readiness: async () => ({

@@ -9,6 +9,7 @@ import { createTestDatabase, TEST_INTERNAL_SECRET } from '../../tests/support/da
 import { asAnonymous, asApiKey, asUser, errorCodes, postGraphQL } from '../../tests/support/graphql.js';
 import { startAgentSubgraph } from '../agent/server.js';
 import { startTaskSubgraph } from './server.js';
+import { providerConfigFromEnv } from './providers/registry.js';
 
 const alice = randomUUID();
 const bob = randomUUID();
@@ -59,6 +60,8 @@ beforeAll(async () => {
     internalSecret: TEST_INTERNAL_SECRET,
     agentUrl: agent.url,
     memoryUrl: memory.url,
+    // As the workers would run: OpenAI configured, Anthropic not.
+    providers: providerConfigFromEnv({ OPENAI_API_KEY: 'sk-test' }),
     logLevel: 'silent',
   });
   disposers.unshift(task.close);
@@ -176,6 +179,12 @@ describe('runTask', () => {
     const retired = await run(alice, { agentId: agent.id, input: 'hi' });
     expect(errorCodes(retired)).toEqual(['BAD_USER_INPUT']);
     expect(retired.errors![0].message).toContain('retired-llm');
+
+    // A provider the platform has no key for is refused at once, saying what to set.
+    await db.query(`update agent.agents set provider = 'anthropic' where id = $1`, [agent.id]);
+    const unconfigured = await run(alice, { agentId: agent.id, input: 'hi' });
+    expect(errorCodes(unconfigured)).toEqual(['BAD_USER_INPUT']);
+    expect(unconfigured.errors![0].message).toContain('ANTHROPIC_API_KEY');
   });
 
   it('refuses bad input with BAD_USER_INPUT naming the field', async () => {

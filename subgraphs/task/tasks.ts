@@ -8,8 +8,8 @@ import { TaskEntity, UNFINISHED_STATUSES, type TaskRow, type TaskStatus } from '
 import type { AgentSnapshot, Lookups } from './lookups.js';
 import { TOPIC_CANCELLED, TOPIC_SUBMITTED, writeOutbox, type TaskOutcome } from './execution/outbox.js';
 
-/** Providers a worker can run; an agent on any other provider cannot take tasks. */
-export const RUNNABLE_PROVIDERS = ['openai', 'anthropic', 'echo'] as const;
+/** Whether the workers can run a provider: null when they can, else the reason (what to configure). */
+export type ProviderCheck = (provider: string) => string | null;
 
 export interface RunTaskFields {
   agentId: string;
@@ -43,18 +43,15 @@ function sameTaskOrConflict(existing: TaskRow, request: TaskRequest): TaskRow {
   return existing;
 }
 
-async function runnableAgent(lookups: Lookups, agentId: string): Promise<AgentSnapshot> {
+async function runnableAgent(lookups: Lookups, agentId: string, checkProvider: ProviderCheck): Promise<AgentSnapshot> {
   const agent = isUuid(agentId) ? await lookups.agent(agentId) : null;
   if (!agent || agent.deletedAt !== null) throw notFound('Agent');
   if (agent.status !== 'ACTIVE') {
     throw badInput(`Agent is ${agent.status}: make it ACTIVE to run tasks.`, 'agentId');
   }
-  if (!(RUNNABLE_PROVIDERS as readonly string[]).includes(agent.provider)) {
-    throw badInput(
-      `Agent's provider "${agent.provider}" cannot run tasks: change it to one of ${RUNNABLE_PROVIDERS.join(', ')}.`,
-      'agentId',
-    );
-  }
+  // An unknown provider, or one the platform has no key for, is refused now rather than failed later.
+  const problem = checkProvider(agent.provider);
+  if (problem) throw badInput(`The agent cannot run tasks: ${problem}`, 'agentId');
   return agent;
 }
 
@@ -71,7 +68,13 @@ async function checkSession(lookups: Lookups, sessionId: string, agentId: string
  * agent's settings into the row, and writes the row and its `task.submitted` outbox message in one
  * transaction. Returns at once with the task QUEUED.
  */
-export async function runTask(em: EntityManager, ownerId: string, fields: RunTaskFields, lookups: Lookups): Promise<TaskRow> {
+export async function runTask(
+  em: EntityManager,
+  ownerId: string,
+  fields: RunTaskFields,
+  lookups: Lookups,
+  checkProvider: ProviderCheck,
+): Promise<TaskRow> {
   const request = validateRequest(fields);
 
   // A retry of a task already queued answers from the row alone, even if the agent changed since.
@@ -81,7 +84,7 @@ export async function runTask(em: EntityManager, ownerId: string, fields: RunTas
   }
 
   // The remote checks run before the transaction, so no connection is held while they wait.
-  const agent = await runnableAgent(lookups, request.agentId);
+  const agent = await runnableAgent(lookups, request.agentId, checkProvider);
   if (request.sessionId) await checkSession(lookups, request.sessionId, request.agentId);
 
   const now = new Date();

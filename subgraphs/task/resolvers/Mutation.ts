@@ -3,8 +3,8 @@ import { requireScope } from '../../../lib/principal.js';
 import { cancelTask, runTask } from '../tasks.js';
 
 export const Mutation: MutationResolvers = {
-  runTask: async (_parent, { input }, { principal, em, lookups, relay }) => {
-    const task = await runTask(em, requireScope(principal, 'tasks:write'), input, lookups);
+  runTask: async (_parent, { input }, { principal, em, lookups, relay, checkProvider }) => {
+    const task = await runTask(em, requireScope(principal, 'tasks:write'), input, lookups, checkProvider);
     relay.wake();
     return task;
   },
