@@ -6,6 +6,8 @@ export default defineConfig({
   resolve: { alias: [{ find: /^graphql$/, replacement: 'graphql/index.js' }] },
   test: {
     include: ['lib/**/*.test.ts', 'router/**/*.test.ts', 'subgraphs/**/*.test.ts', 'tests/**/*.test.ts'],
+    // The reliability suite restarts shared services: it runs on its own (tests/faults/vitest.config.ts).
+    exclude: ['tests/faults/**', '**/node_modules/**'],
     testTimeout: 30_000,
     hookTimeout: 60_000,
     // Test files start real servers and databases; two at a time suits a 2-core machine.
