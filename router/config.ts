@@ -71,8 +71,15 @@ export interface RouterConfig {
    * revoked key stops working within two seconds. @default 1000
    */
   apiKeyCacheMs: number;
+  /**
+   * `ALLOW_ANONYMOUS`: anonymous callers may run every HTTP operation, not only signing in and
+   * introspection. For public read-only supergraphs and benchmarks; subgraphs still get a signed
+   * (anonymous) principal, anonymous callers still count against `RATE_LIMIT_ANON_PER_MINUTE`
+   * unless rate limiting is off, and subscriptions still need credentials. @default false
+   */
+  allowAnonymous: boolean;
   rateLimit: {
-    /** `RATE_LIMIT_ENABLED`. @default true */
+    /** `RATE_LIMIT_ENABLED`: false counts nothing and sends no RateLimit headers. @default true */
     enabled: boolean;
     /** `RATE_LIMIT_PER_MINUTE`: per user or API key. @default 600 */
     perMinute: number;
@@ -85,6 +92,12 @@ export interface RouterConfig {
   };
   /** Limits checked on every operation before it is planned. */
   limits: OperationLimits;
+  /**
+   * `OPERATION_LIMITS_ENABLED`: false skips the depth, alias, root-field, directive and cost checks
+   * of HTTP operations (benchmarks, trusted callers). The parser's token limit (`MAX_TOKENS`) and the
+   * checks of subscriptions stay. @default true
+   */
+  operationLimitsEnabled: boolean;
   /** `MAX_BODY_BYTES`: larger request bodies get 413 PAYLOAD_TOO_LARGE. @default 1048576 */
   maxBodyBytes: number;
   /** `CORS_ORIGINS`: browser origins allowed to call the router with credentials (`*` allows any, without). */
@@ -159,6 +172,7 @@ export function routerConfigFromEnv(env: Env = process.env, overrides: { supergr
     subgraphTimeoutMs: envInt(env, 'SUBGRAPH_TIMEOUT_MS', 30_000, { min: 100, max: 600_000 }),
     jwt: { publicKey: readJwtPublicKey(env), issuer: jwt.issuer, audience: jwt.audience },
     apiKeyCacheMs: envInt(env, 'API_KEY_CACHE_MS', 1000, { min: 0, max: 1000 }),
+    allowAnonymous: envBool(env, 'ALLOW_ANONYMOUS', false),
     rateLimit: {
       enabled: envBool(env, 'RATE_LIMIT_ENABLED', true),
       perMinute: envInt(env, 'RATE_LIMIT_PER_MINUTE', 600, positive),
@@ -175,6 +189,7 @@ export function routerConfigFromEnv(env: Env = process.env, overrides: { supergr
       maxDirectives: envInt(env, 'MAX_DIRECTIVES', 50, { min: 0 }),
       defaultListSize: envInt(env, 'DEFAULT_LIST_SIZE', 20, positive),
     },
+    operationLimitsEnabled: envBool(env, 'OPERATION_LIMITS_ENABLED', true),
     maxBodyBytes: envInt(env, 'MAX_BODY_BYTES', 1024 * 1024, { min: 1024, max: 100 * 1024 * 1024 }),
     corsOrigins: readOrigins(env),
     sandboxEnabled: envBool(env, 'SANDBOX_ENABLED', true),

@@ -8,6 +8,10 @@ import { rateLimitedError, rateLimitHeaders, type RateLimiter } from './rate-lim
 
 export interface PolicyPluginOptions {
   limits: OperationLimits;
+  /** false skips {@link checkOperationLimits} (`OPERATION_LIMITS_ENABLED`). @default true */
+  limitsEnabled?: boolean;
+  /** Anonymous callers may run every operation (`ALLOW_ANONYMOUS`). @default false */
+  allowAnonymous?: boolean;
   /** Limits login/signUp/refreshToken per client IP; absent when rate limiting is off. */
   credentialLimiter?: { limiter: RateLimiter; perMinute: number };
 }
@@ -19,6 +23,8 @@ export interface PolicyPluginOptions {
  */
 export function policyPlugin(options: PolicyPluginOptions): ApolloServerPlugin<RouterContext> {
   const { limits, credentialLimiter } = options;
+  const limitsEnabled = options.limitsEnabled ?? true;
+  const allowAnonymous = options.allowAnonymous ?? false;
   // Apollo Server caches parsed documents, so the same operation node comes back for a repeated
   // query; its measure is reused unless the cost depends on variables.
   const measures = new WeakMap<OperationDefinitionNode, OperationMeasure>();
@@ -48,7 +54,9 @@ export function policyPlugin(options: PolicyPluginOptions): ApolloServerPlugin<R
           }
           const measured = measure(requestContext, operation);
 
-          const refusal = anonymousRefusal(contextValue.principal, measured.rootFieldNames) ?? checkOperationLimits(measured, limits);
+          const refusal =
+            (allowAnonymous ? undefined : anonymousRefusal(contextValue.principal, measured.rootFieldNames)) ??
+            (limitsEnabled ? checkOperationLimits(measured, limits) : undefined);
           if (refusal) throw refusal;
 
           if (credentialLimiter && measured.rootFieldNames.some((name) => CREDENTIAL_ROOT_FIELDS.has(name))) {

@@ -24,6 +24,7 @@ import { cors } from './cors.js';
 import { policyPlugin } from './policy-plugin.js';
 import { MemoryRateLimitStore, RateLimiter, RedisRateLimitStore, rateLimitedError, rateLimitHeaders } from './rate-limit.js';
 import { recordOf, requestLog } from './request-log.js';
+import { INVALID_UTF8, MAX_BODY_DEPTH, nestsDeeperThan, verifyUtf8 } from './request-body.js';
 import { createSubgraphFetcher } from './subgraph-fetcher.js';
 import { SubgraphDataSource } from './subgraph-source.js';
 import { SubscriptionExecutor, type GatewayQuery } from './subscription-executor.js';
@@ -189,6 +190,8 @@ export async function startRouter(config: RouterConfig, deps: RouterDeps = {}): 
       config.sandboxEnabled ? ApolloServerPluginLandingPageLocalDefault({ embed: true }) : ApolloServerPluginLandingPageDisabled(),
       policyPlugin({
         limits: config.limits,
+        limitsEnabled: config.operationLimitsEnabled,
+        allowAnonymous: config.allowAnonymous,
         credentialLimiter: limiter && { limiter, perMinute: config.rateLimit.authPerMinute },
       }),
     ],
@@ -263,11 +266,17 @@ export async function startRouter(config: RouterConfig, deps: RouterDeps = {}): 
     next();
   };
 
+  const refuseDeepBodies: RequestHandler = (req, res, next) => {
+    if (nestsDeeperThan(req.body, MAX_BODY_DEPTH)) return sendError(res, 400, 'BAD_REQUEST', `The request body nests deeper than ${MAX_BODY_DEPTH} levels.`);
+    next();
+  };
+
   const bodyErrors: ErrorRequestHandler = (error, _req, res, next) => {
     if (res.headersSent) return next(error);
     const { type, status } = error as { type?: string; status?: number };
     if (type === 'entity.too.large') return sendError(res, 413, 'PAYLOAD_TOO_LARGE', `The request body exceeds the limit of ${config.maxBodyBytes} bytes.`);
     if (type === 'entity.parse.failed') return sendError(res, 400, 'BAD_REQUEST', 'The request body is not valid JSON.');
+    if (type === INVALID_UTF8) return sendError(res, 400, 'BAD_REQUEST', 'The request body is not valid UTF-8.');
     if (typeof status === 'number' && status >= 400 && status < 500) return sendError(res, 400, 'BAD_REQUEST', 'The request body cannot be read (check its encoding and Content-Type).');
     log.error({ err: error, requestId: recordOf(res)?.requestId }, 'unexpected error before GraphQL');
     sendError(res, 500, 'INTERNAL_SERVER_ERROR', 'Internal server error.');
@@ -295,8 +304,9 @@ export async function startRouter(config: RouterConfig, deps: RouterDeps = {}): 
     '/graphql',
     cors(config.corsOrigins),
     stripIdentityHeaders,
-    express.json({ limit: config.maxBodyBytes }),
+    express.json({ limit: config.maxBodyBytes, verify: verifyUtf8 }),
     refuseBatches,
+    refuseDeepBodies,
     expressMiddleware(apollo, { context }),
   );
   app.use((_req, res) => sendError(res, 404, 'NOT_FOUND', 'Not found: GraphQL is served at /graphql.'));

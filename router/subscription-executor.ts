@@ -282,6 +282,10 @@ const isPromise = <T>(value: PromiseOrValue<T>): value is Promise<T> => typeof (
 export class TaskResultStream implements AsyncIterableIterator<ExecutionResult> {
   private inner: AsyncIterator<TaskEvent> | undefined;
   private finished = false;
+  // Bound once per stream rather than arrow-function fields: tsx (keepNames) gives every named
+  // arrow a `name` property, which costs each of the 10,000s of streams a dictionary of its own.
+  private readonly onEvent: (step: IteratorResult<TaskEvent>) => PromiseOrValue<IteratorResult<ExecutionResult>>;
+  private readonly onError: (error: unknown) => IteratorResult<ExecutionResult>;
 
   constructor(
     private readonly subscription: TaskSubscription,
@@ -289,7 +293,10 @@ export class TaskResultStream implements AsyncIterableIterator<ExecutionResult> 
     /** Opens the events (a replay, a live stream); its `return()` ends it, even while a `next()` waits. */
     private readonly open: () => Promise<AsyncIterator<TaskEvent>>,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.onEvent = this.handleEvent.bind(this);
+    this.onError = this.handleError.bind(this);
+  }
 
   [Symbol.asyncIterator](): this {
     return this;
@@ -313,7 +320,7 @@ export class TaskResultStream implements AsyncIterableIterator<ExecutionResult> 
     return Promise.resolve(DONE);
   }
 
-  private readonly onEvent = (step: IteratorResult<TaskEvent>): PromiseOrValue<IteratorResult<ExecutionResult>> => {
+  private handleEvent(step: IteratorResult<TaskEvent>): PromiseOrValue<IteratorResult<ExecutionResult>> {
     if (this.finished) return DONE;
     if (step.done) {
       this.subscription.completed = true;
@@ -329,14 +336,14 @@ export class TaskResultStream implements AsyncIterableIterator<ExecutionResult> 
     }
     const result = this.execute(event);
     return isPromise(result) ? result.then((value) => ({ done: false, value })) : { done: false, value: result };
-  };
+  }
 
-  private readonly onError = (error: unknown): IteratorResult<ExecutionResult> => {
+  private handleError(error: unknown): IteratorResult<ExecutionResult> {
     // A stream already returned (client or socket gone) may still fail; nobody listens any more.
     if (this.finished) return DONE;
     this.finish();
     throw this.streamError(error);
-  };
+  }
 
   private execute(event: TaskEvent): PromiseOrValue<ExecutionResult> {
     const { group, stateKey } = this.subscription;

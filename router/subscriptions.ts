@@ -219,9 +219,6 @@ export function startSubscriptionServer(options: SubscriptionServerOptions): Sub
       ctx.extra.connection = connection;
       // Its headers would stay in memory as long as the socket (kilobytes, times thousands of sockets).
       ctx.extra.request = undefined;
-      socket.once('close', (code: number) => {
-        connection.closeCode = code;
-      });
       log.debug({ connectionId, clientIp, principal: id }, 'websocket connected');
       return true;
     },
@@ -312,32 +309,40 @@ export function startSubscriptionServer(options: SubscriptionServerOptions): Sub
    * not the console; one keep-alive timer for every socket rather than one each.
    */
   const alive = new WeakSet<WebSocket>();
+  const onProtocolError = (error: Error & { code?: string }) => log.info({ reason: error.code ?? error.message }, 'websocket closed for a protocol error');
+  // What each socket holds is kept small (10,000s of sockets): methods rather than named arrow
+  // functions (tsx's keepNames gives each of those a `name` property of its own), one close listener.
   wss.on('connection', (socket, request) => {
     const extra: SocketExtra = { socket, request };
     alive.add(socket);
     socket.on('pong', () => alive.add(socket));
     // ws has already closed the socket with the right code when it reports one of these.
-    socket.on('error', (error: Error & { code?: string }) => log.info({ reason: error.code ?? error.message }, 'websocket closed for a protocol error'));
+    socket.on('error', onProtocolError);
     const closed = server.opened(
       {
         protocol: socket.protocol,
-        send: (data) =>
-          new Promise<void>((resolve) => {
+        send(data) {
+          return new Promise<void>((resolve) => {
             if (socket.readyState !== socket.OPEN) return resolve();
             socket.send(data, () => resolve());
-          }),
-        close: (code, reason) => socket.close(code, reason && closeReason(reason)),
-        onMessage: (handle) =>
+          });
+        },
+        close(code, reason) {
+          socket.close(code, reason && closeReason(reason));
+        },
+        onMessage(handle) {
           socket.on('message', (data) => {
             handle(String(data)).catch((error: unknown) => {
               log.error({ err: error, connectionId: extra.connection?.id }, 'websocket message handling failed');
               socket.close(CloseCode.InternalServerError, 'Internal server error');
             });
-          }),
+          });
+        },
       },
       extra,
     );
-    socket.once('close', (code, reason) => {
+    socket.on('close', (code, reason) => {
+      if (extra.connection) extra.connection.closeCode = code;
       closed(code, String(reason)).catch((error: unknown) => log.error({ err: error }, 'websocket close handling failed'));
     });
   });

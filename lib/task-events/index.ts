@@ -21,6 +21,11 @@ export interface TaskEventLogConfig {
   retentionSeconds?: number;
   /** Live events a stream holds for a consumer that does not keep up before cutting it off. @default 10000 */
   maxBufferedPerSubscriber?: number;
+  /**
+   * Send the commands of one event-loop turn as one pipeline (ioredis `enableAutoPipelining`): for
+   * processes that append for many tasks at once (workers, the outbox relay). @default false
+   */
+  autoPipelining?: boolean;
   log: Logger;
 }
 
@@ -39,6 +44,7 @@ export function createTaskEventLog(config: TaskEventLogConfig): TaskEventLog {
     // Reconnect forever, backing off to 2 s; a command waits through at most three failed attempts.
     retryStrategy: (attempt) => Math.min(attempt * 100, 2000),
     maxRetriesPerRequest: 3,
+    enableAutoPipelining: config.autoPipelining ?? false,
   });
   // ioredis reports every failed reconnect attempt, on both connections: one line per 10 s is enough.
   let lastWarning = 0;

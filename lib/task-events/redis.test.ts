@@ -217,6 +217,30 @@ describe('Redis task event log', () => {
     await until(async () => (await harness.subscriptions(log, [id])) === 0);
   });
 
+  it('goes on numbering after minSequence when the live log was lost, and followers see no step back', async () => {
+    const log = harness.open();
+    const id = taskId();
+    const streaming = collect(log.stream(id, 0));
+    await until(() => log.subscribedTaskCount() === 1);
+    await log.append(id, { type: 'QUEUED', attempt: 1 });
+    const started = await log.append(id, { type: 'STARTED', attempt: 1 }, { minSequence: 1 });
+    const before = await log.append(id, token('before '), { minSequence: started!.sequence });
+    // Redis restarted without persistence: the state and the stream are gone.
+    await harness.admin.del(`${harness.prefix}task:{${id}}:state`, `${harness.prefix}task:{${id}}:events`);
+    const after = await log.append(id, token('after'), { minSequence: before!.sequence });
+    expect(after!.sequence).toBe(4);
+    // A floor below the log's last sequence changes nothing.
+    expect((await log.append(id, { type: 'SUCCEEDED', attempt: 1 }, { minSequence: 2 }))!.sequence).toBe(5);
+    expect((await streaming).map((e) => [e.sequence, e.type, e.delta])).toEqual([
+      [1, 'QUEUED', null],
+      [2, 'STARTED', null],
+      [3, 'TOKEN', 'before '],
+      [4, 'TOKEN', 'after'],
+      [5, 'SUCCEEDED', null],
+    ]);
+    expect((await log.read(id, 0)).map((e) => e.sequence)).toEqual([4, 5]);
+  });
+
   it('closes only the connections it opened', async () => {
     const redis = harness.connect();
     const subscriber = harness.connect();

@@ -36,6 +36,12 @@ export interface RedisTaskEventLogOptions {
   retentionSeconds?: number;
   /** Live events a stream holds for a consumer that does not keep up before cutting it off. @default 10000 */
   maxBufferedPerSubscriber?: number;
+  /**
+   * How long an append keeps trying while Redis cannot be reached (a restart, a failover) before it
+   * fails: a worker's stream pauses through a short outage instead of failing its task.
+   * @default 10000
+   */
+  appendRetryMs?: number;
   /** Close `redis` on close. @default false */
   ownsRedis?: boolean;
   /** Where failures nobody awaits are reported (a gap that could not be filled, a malformed message). */
@@ -57,26 +63,30 @@ const finalTypesLua = [...FINAL_EVENT_TYPES].map((type) => `${type} = true`).joi
 /**
  * KEYS: state hash, event stream.
  * ARGV: channel, task id, retention seconds, onlyIfEmpty ('1' or '0'), maxAttempt ('' for none),
- * call id, then four per event: type, attempt, at, delta ('' for null, else 's' followed by the text).
- * Returns {first sequence, number appended}; appends nothing after a final event, when the log is
- * not empty and onlyIfEmpty is '1', and stops before an event when the highest attempt recorded
- * exceeds maxAttempt.
+ * call id, minSequence ('' for none), then four per event: type, attempt, at, delta ('' for null,
+ * else 's' followed by the text). Returns {first sequence, number appended}; appends nothing after a
+ * final event, when the log is not empty and onlyIfEmpty is '1', and stops before an event when the
+ * highest attempt recorded exceeds maxAttempt. A log whose last sequence is below minSequence was
+ * lost: its numbering resumes after minSequence.
  */
 const APPEND_SCRIPT = `
 local state, events = KEYS[1], KEYS[2]
 local channel, taskId, ttl, onlyIfEmpty, op = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[6]
 local maxAttempt = tonumber(ARGV[5])
+local minSequence = tonumber(ARGV[7])
 local final = { ${finalTypesLua} }
 local h = redis.call('HMGET', state, 'seq', 'attempt', 'final', 'op', 'opFirst', 'opCount')
 if h[4] == op then return { tonumber(h[5]), tonumber(h[6]) } end
 local seq = tonumber(h[1]) or 0
 local attempt = tonumber(h[2]) or 0
-local first = seq + 1
-if h[3] or (onlyIfEmpty == '1' and seq > 0) then return { first, 0 } end
+if h[3] or (onlyIfEmpty == '1' and seq > 0) then return { seq + 1, 0 } end
 -- A new log: drop a stream that outlived its state by a moment at expiry, or IDs would collide.
 if seq == 0 then redis.call('DEL', events) end
+-- A lost log: go on after the last sequence the caller knows was used.
+if minSequence and seq < minSequence then seq = minSequence end
+local first = seq + 1
 local n, finalType = 0, nil
-for i = 7, #ARGV, 4 do
+for i = 8, #ARGV, 4 do
   if maxAttempt and attempt > maxAttempt then break end
   local eventType, eventAttempt, at, rawDelta = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2], ARGV[i + 3]
   seq = seq + 1
@@ -135,6 +145,7 @@ export function createRedisTaskEventLog(options: RedisTaskEventLogOptions): Redi
       appendOptions.onlyIfEmpty ? '1' : '0',
       appendOptions.maxAttempt ?? '',
       `${callPrefix}:${++calls}`,
+      appendOptions.minSequence ?? '',
     ];
     for (const event of events) args.push(event.type, event.attempt, at, event.delta == null ? '' : `s${event.delta}`);
     const [first, count] = (await evalAppend(args)) as [number, number];
@@ -146,7 +157,23 @@ export function createRedisTaskEventLog(options: RedisTaskEventLogOptions): Redi
     return appended;
   }
 
+  const appendRetryMs = options.appendRetryMs ?? 10_000;
+
+  /** Sends the append, again (the same call id, so it is applied once) while Redis is unreachable. */
   async function evalAppend(args: (string | number)[]): Promise<unknown> {
+    const deadline = Date.now() + appendRetryMs;
+    for (let wait = 100; ; wait = Math.min(wait * 2, 1000)) {
+      try {
+        return await evalAppendOnce(args);
+      } catch (error) {
+        // A reply error (a script error) is final; anything else is the connection.
+        if (closed || (error instanceof Error && error.name === 'ReplyError') || Date.now() + wait > deadline) throw error;
+        await new Promise((resolve) => setTimeout(resolve, wait));
+      }
+    }
+  }
+
+  async function evalAppendOnce(args: (string | number)[]): Promise<unknown> {
     try {
       return await redis.evalsha(APPEND_SHA, 2, ...args);
     } catch (error) {

@@ -96,6 +96,8 @@ export class TaskEventStream implements AsyncIterableIterator<TaskEvent>, Channe
   private wake: (() => void) | null = null;
   private pulling = false;
   private waiting: (() => void)[] | null = null;
+  /** Made only for a stream with a signal (an arrow-function field would cost every stream one). */
+  private onAbort: (() => void) | null = null;
 
   constructor(
     private readonly source: EventSource,
@@ -148,8 +150,6 @@ export class TaskEventStream implements AsyncIterableIterator<TaskEvent>, Channe
     this.failure ??= new TaskEventStreamError('CLOSED', 'The task event log was closed.');
     this.stop();
   }
-
-  private readonly onAbort = (): void => this.stop();
 
   private async pull(): Promise<IteratorResult<TaskEvent>> {
     this.pulling = true;
@@ -209,6 +209,7 @@ export class TaskEventStream implements AsyncIterableIterator<TaskEvent>, Channe
         this.done = true;
         return;
       }
+      this.onAbort = () => this.stop();
       this.signal.addEventListener('abort', this.onAbort, { once: true });
     }
     this.listening = true;
@@ -224,7 +225,7 @@ export class TaskEventStream implements AsyncIterableIterator<TaskEvent>, Channe
     if (this.done) return;
     this.done = true;
     this.unlisten();
-    this.signal?.removeEventListener('abort', this.onAbort);
+    if (this.onAbort) this.signal?.removeEventListener('abort', this.onAbort);
     this.queue = [];
     this.head = 0;
     this.notify();

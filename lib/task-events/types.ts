@@ -36,6 +36,13 @@ export interface AppendOptions {
    * most this (a worker that lost its lease must not write). Checked before each event of a batch.
    */
   maxAttempt?: number;
+  /**
+   * The highest sequence the caller knows the log has held (it appended or read it). When the log
+   * holds less, it was lost (Redis restarted without persistence, or evicted it): numbering goes on
+   * after this, so a sequence never names two different events and subscribers that were following
+   * the task see no step back. A store that cannot lose a log ignores it.
+   */
+  minSequence?: number;
 }
 
 /** Why a stream ended with an error: a closed set, for the router to map onto its own codes. */

@@ -24,7 +24,8 @@ export function normalizeEmail(email: string): string {
 export function validateEmail(email: string): string {
   const normalized = normalizeEmail(email);
   if (normalized.length > MAX_EMAIL_LENGTH) throw badInput(`"email" must be at most ${MAX_EMAIL_LENGTH} characters.`, 'email');
-  if (!EMAIL_SHAPE.test(normalized)) throw badInput('"email" must be an email address like name@example.com.', 'email');
+  // PostgreSQL refuses NUL in text: without this check the lookup fails with an internal error.
+  if (!EMAIL_SHAPE.test(normalized) || normalized.includes('\u0000')) throw badInput('"email" must be an email address like name@example.com.', 'email');
   return normalized;
 }
 
@@ -85,7 +86,7 @@ export async function login(em: EntityManager, input: { email: string; password:
   const email = normalizeEmail(input.email);
   const password = input.password;
   // Inputs no account can have are refused without a lookup, still after one hash.
-  const plausible = email.length <= MAX_EMAIL_LENGTH && password.length <= MAX_PASSWORD_LENGTH;
+  const plausible = email.length <= MAX_EMAIL_LENGTH && !email.includes('\u0000') && password.length <= MAX_PASSWORD_LENGTH;
   const user = plausible ? await em.findOne(UserEntity, { email }) : null;
   const ok = await verifyPassword(plausible ? password : '', user?.passwordHash ?? DUMMY_PASSWORD_HASH);
   if (!user || !ok) throw invalidCredentials();

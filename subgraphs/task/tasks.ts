@@ -7,6 +7,7 @@ import { text } from '../../lib/validate.js';
 import { TaskEntity, UNFINISHED_STATUSES, type TaskRow, type TaskStatus } from './entities.js';
 import type { AgentSnapshot, Lookups } from './lookups.js';
 import { TOPIC_CANCELLED, TOPIC_SUBMITTED, writeOutbox, type TaskOutcome } from './execution/outbox.js';
+import { PipelineSql, statement, taskRowOf } from './execution/sql.js';
 
 /** Whether the workers can run a provider: null when they can, else the reason (what to configure). */
 export type ProviderCheck = (provider: string) => string | null;
@@ -64,9 +65,29 @@ async function checkSession(lookups: Lookups, sessionId: string, agentId: string
 }
 
 /**
+ * The task and its `task.submitted` outbox message in one statement: one round trip and no
+ * transaction held open, and both commit or neither. "on conflict do nothing" makes a concurrent
+ * call with the same key wait for the first one's commit and then insert neither.
+ */
+const INSERT_TASK = statement(
+  'insert',
+  `with inserted as (
+     insert into "task"."tasks"
+       (id, owner_id, agent_id, session_id, input, status, provider, model, system_prompt, temperature,
+        max_tokens, idempotency_key, created_at, updated_at)
+     values ($1, $2, $3, $4, $5, 'QUEUED', $6, $7, $8, $9, $10, $11, $12, $12)
+     on conflict (owner_id, idempotency_key) where idempotency_key is not null do nothing
+     returning *
+   ), announced as (
+     insert into "task"."outbox" (task_id, topic, payload, created_at) select id, $13, $14::jsonb, $12 from inserted
+   )
+   select * from inserted`,
+);
+
+/**
  * Queues a task: checks the caller's agent (and session) through their services, copies the
  * agent's settings into the row, and writes the row and its `task.submitted` outbox message in one
- * transaction. Returns at once with the task QUEUED.
+ * statement. Returns at once with the task QUEUED.
  */
 export async function runTask(
   em: EntityManager,
@@ -83,45 +104,34 @@ export async function runTask(
     if (existing) return sameTaskOrConflict(existing, request);
   }
 
-  // The remote checks run before the transaction, so no connection is held while they wait.
+  // The remote checks run before the insert, so no connection is held while they wait.
   const agent = await runnableAgent(lookups, request.agentId, checkProvider);
   if (request.sessionId) await checkSession(lookups, request.sessionId, request.agentId);
 
   const now = new Date();
-  return em.transactional(async (tx) => {
-    // "on conflict do nothing" makes a concurrent call with the same key wait for the first
-    // one's commit and then insert nothing; the select below sees the winner's row.
-    const inserted = await tx.execute<Record<string, unknown>[]>(
-      `insert into "task"."tasks"
-         (id, owner_id, agent_id, session_id, input, status, provider, model, system_prompt, temperature,
-          max_tokens, idempotency_key, created_at, updated_at)
-       values (?, ?, ?, ?, ?, 'QUEUED', ?, ?, ?, ?, ?, ?, ?, ?)
-       on conflict (owner_id, idempotency_key) where idempotency_key is not null do nothing
-       returning *`,
-      [
-        randomUUID(),
-        ownerId,
-        request.agentId,
-        request.sessionId,
-        request.input,
-        agent.provider,
-        agent.model,
-        agent.systemPrompt,
-        agent.temperature,
-        agent.maxTokens,
-        request.idempotencyKey,
-        now,
-        now,
-      ],
-    );
-    if (inserted.length === 0) {
-      const winner = await tx.findOneOrFail(TaskEntity, { ownerId, idempotencyKey: request.idempotencyKey }, { refresh: true });
-      return sameTaskOrConflict(winner, request);
-    }
-    const task = tx.map(TaskEntity, inserted[0]);
-    await writeOutbox(tx, task.id, TOPIC_SUBMITTED, { taskId: task.id, attempts: 0 }, now);
-    return task;
-  });
+  const id = randomUUID();
+  const inserted = await PipelineSql.of(em).query(INSERT_TASK, [
+    id,
+    ownerId,
+    request.agentId,
+    request.sessionId,
+    request.input,
+    agent.provider,
+    agent.model,
+    agent.systemPrompt,
+    agent.temperature,
+    agent.maxTokens,
+    request.idempotencyKey,
+    now,
+    TOPIC_SUBMITTED,
+    JSON.stringify({ taskId: id, attempts: 0 }),
+  ]);
+  if (inserted.length === 0) {
+    // The select sees the winner's row: it committed before our insert gave up.
+    const winner = await em.findOneOrFail(TaskEntity, { ownerId, idempotencyKey: request.idempotencyKey }, { refresh: true });
+    return sameTaskOrConflict(winner, request);
+  }
+  return taskRowOf(inserted[0]);
 }
 
 /** The outcome message of a task that just finished (for the outbox). */

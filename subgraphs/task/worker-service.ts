@@ -31,7 +31,7 @@ export interface TaskWorkerServiceConfig {
   eventRetentionSeconds?: number;
   providers: ProviderConfig;
   contextWindows: Record<string, number>;
-  /** Tasks one worker runs at once. @default 8 */
+  /** Tasks one worker runs at once (its prefetch): they mostly wait on the provider. @default 100 */
   concurrency: number;
   leaseMs: number;
   maxAttempts: number;
@@ -57,7 +57,7 @@ export function taskWorkerConfigFromEnv(env: Env): TaskWorkerServiceConfig {
     eventRetentionSeconds: common.eventRetentionSeconds,
     providers: providerConfigFromEnv(env),
     contextWindows: contextWindowsFromEnv(env),
-    concurrency: envInt(env, 'WORKER_CONCURRENCY', 8, { min: 1, max: 1000 }),
+    concurrency: envInt(env, 'WORKER_CONCURRENCY', 100, { min: 1, max: 1000 }),
     leaseMs: envInt(env, 'TASK_LEASE_MS', 30_000, { min: 1000, max: 3_600_000 }),
     maxAttempts: envInt(env, 'TASK_MAX_ATTEMPTS', 3, { min: 1, max: 20 }),
     coalesceMs: envInt(env, 'TOKEN_COALESCE_MS', 15, { min: 0, max: 1000 }),
@@ -87,7 +87,7 @@ export async function startTaskWorkerService(
   const broker = deps.broker ?? (await createBroker({ amqpUrl: config.amqpUrl, log }));
   const eventLog =
     deps.eventLog ??
-    createTaskEventLog({ redisUrl: config.redisUrl, prefix: config.eventsPrefix, retentionSeconds: config.eventRetentionSeconds, log });
+    createTaskEventLog({ redisUrl: config.redisUrl, prefix: config.eventsPrefix, retentionSeconds: config.eventRetentionSeconds, autoPipelining: true, log });
   const registry = createProviderRegistry(config.providers);
   const providers: ProviderAccess = {
     get: (name) => registry.get(name),

@@ -9,6 +9,8 @@ export default defineConfig({
   resolve: { alias: [{ find: /^graphql$/, replacement: 'graphql/index.js' }] },
   test: {
     include: ['tests/faults/**/*.faults.test.ts'],
+    // Writes RELIABILITY.md from the figures the scenarios recorded, once the run ends.
+    globalSetup: ['tests/faults/global-setup.ts'],
     testTimeout: 600_000,
     hookTimeout: 180_000,
     fileParallelism: false,

@@ -4,10 +4,22 @@ import { createTestDatabase } from './database.js';
 import { createTestVhost } from './rabbitmq.js';
 import { freePort, startProcess, waitForHealthy, type ServiceProcess } from './processes.js';
 
+export interface RouterProcess {
+  /** This router's GraphQL endpoint. */
+  url: string;
+  /** http://127.0.0.1:<port> */
+  base: string;
+  process: ServiceProcess;
+}
+
 export interface Platform {
-  /** The router's GraphQL endpoint. */
+  /** The (first) router's GraphQL endpoint. */
   url: string;
   routerBase: string;
+  /** Router processes started so far (stopped ones included); the first is `url`. */
+  routers: RouterProcess[];
+  /** Starts one more router on a free port and waits until it is ready. */
+  startRouter: () => Promise<RouterProcess>;
   subgraphs: Record<'agent' | 'task' | 'memory' | 'auth', string>;
   internalSecret: string;
   jwt: { privateKey: string; publicKey: string };
@@ -29,6 +41,10 @@ export interface PlatformOptions {
   rabbitmq?: boolean;
   /** Task worker processes to start. @default 0 */
   workers?: number;
+  /** The test stops and starts RabbitMQ: take the broker lock exclusively (see createTestVhost). @default false */
+  restartsBroker?: boolean;
+  /** Router processes to start (replicas sharing Redis, as behind a load balancer). @default 1 */
+  routers?: number;
 }
 
 /**
@@ -39,7 +55,7 @@ export interface PlatformOptions {
 export async function startPlatform(label: string, options: PlatformOptions = {}): Promise<Platform> {
   const db = await createTestDatabase(label);
   const useRabbit = options.rabbitmq ?? (options.workers ?? 0) > 0;
-  const vhost = useRabbit ? await createTestVhost(label) : undefined;
+  const vhost = useRabbit ? await createTestVhost(label, { restartsBroker: options.restartsBroker }) : undefined;
   const jwt = generateJwtKeyPair();
   const internalSecret = randomBytes(32).toString('hex');
   const ports = { agent: await freePort(), task: await freePort(), memory: await freePort(), auth: await freePort(), router: await freePort() };
@@ -75,6 +91,9 @@ export async function startPlatform(label: string, options: PlatformOptions = {}
   };
   const processes: ServiceProcess[] = [];
   const workers: { workerId: string; process: ServiceProcess }[] = [];
+  const routers: RouterProcess[] = [];
+  let workersNamed = 0;
+  let routersNamed = 0;
   const stop = async () => {
     await Promise.all(processes.map((p) => p.stop()));
     await db.drop();
@@ -82,7 +101,7 @@ export async function startPlatform(label: string, options: PlatformOptions = {}
     if (env.REDIS_URL) await deleteRedisKeys(env.REDIS_URL, [env.RATE_LIMIT_PREFIX, env.EVENTS_PREFIX]);
   };
   const startWorker = async (extra: Record<string, string> = {}) => {
-    const workerId = `w${workers.length + 1}-${randomBytes(3).toString('hex')}`;
+    const workerId = `w${++workersNamed}-${randomBytes(3).toString('hex')}`;
     const healthPort = await freePort();
     const process = startProcess(`worker ${workerId}`, 'subgraphs/task/worker-main.ts', { ...env, WORKER_ID: workerId, WORKER_HEALTH_PORT: String(healthPort), ...extra });
     processes.push(process);
@@ -90,6 +109,16 @@ export async function startPlatform(label: string, options: PlatformOptions = {}
     workers.push(worker);
     await waitForHealthy(`http://127.0.0.1:${healthPort}/readyz`, process, 60_000);
     return worker;
+  };
+  const startRouter = async (port?: number) => {
+    const routerPort = port ?? (await freePort());
+    const base = `http://127.0.0.1:${routerPort}`;
+    const process = startProcess(`router ${++routersNamed}`, 'router/main.ts', { ...env, PORT: String(routerPort) });
+    processes.push(process);
+    const router = { url: `${base}/graphql`, base, process };
+    routers.push(router);
+    await waitForHealthy(`${base}/readyz`, process, 60_000);
+    return router;
   };
   try {
     // Subgraphs first (each applies its migrations), then the router, which checks them at /readyz.
@@ -99,10 +128,9 @@ export async function startPlatform(label: string, options: PlatformOptions = {}
       return waitForHealthy(`${subgraphs[name]}/readyz`, service, 60_000);
     });
     await Promise.all(services);
-    const router = startProcess('router', 'router/main.ts', env);
-    processes.push(router);
     await Promise.all([
-      waitForHealthy(`http://127.0.0.1:${ports.router}/readyz`, router, 60_000),
+      startRouter(ports.router),
+      ...Array.from({ length: (options.routers ?? 1) - 1 }, () => startRouter()),
       ...Array.from({ length: options.workers ?? 0 }, () => startWorker()),
     ]);
   } catch (error) {
@@ -112,6 +140,8 @@ export async function startPlatform(label: string, options: PlatformOptions = {}
   return {
     url: `http://127.0.0.1:${ports.router}/graphql`,
     routerBase: `http://127.0.0.1:${ports.router}`,
+    routers,
+    startRouter: () => startRouter(),
     subgraphs,
     internalSecret,
     jwt,

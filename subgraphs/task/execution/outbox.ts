@@ -2,6 +2,7 @@ import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
 import type { Logger } from 'pino';
 import { TASK_DEAD_LETTER_QUEUE, TASK_QUEUE, type MessageBroker } from '../../../lib/messaging/types.js';
 import { FINAL_EVENT_TYPES, type TaskEvent, type TaskEventLog, type TaskEventType } from '../../../lib/task-events/types.js';
+import { PipelineSql, statement } from './sql.js';
 
 /** Outbox topics; besides `task.submitted` (to the work queue) each is also a RabbitMQ routing key. */
 export const TOPIC_SUBMITTED = 'task.submitted';
@@ -38,6 +39,11 @@ export interface TaskOutcome {
   completionTokens: number | null;
   createdAt: string;
   finishedAt: string;
+  /**
+   * The last event sequence the finishing worker appended, when it knows it: a relay that appends
+   * the final event for it (the worker could not) numbers it after this if the live log was lost.
+   */
+  lastSequence?: number;
 }
 
 /**
@@ -52,6 +58,28 @@ export async function writeOutbox(tx: EntityManager, taskId: string, topic: stri
     at,
   ]);
 }
+
+interface OutboxRow {
+  id: string;
+  task_id: string;
+  topic: string;
+  payload: Record<string, unknown>;
+}
+
+/** Rows to relay, locked so that other relays skip them. $1 how many. */
+const CLAIM_ROWS = statement(
+  'outbox_claim',
+  `select id, task_id, topic, payload from "task"."outbox" where published_at is null order by id limit $1 for update skip locked`,
+);
+/** $1 outbox ids. */
+const MARK_PUBLISHED = statement('outbox_published', `update "task"."outbox" set published_at = now() where id = any($1::bigint[])`);
+/** Copies finished tasks' events to task.task_events (idempotent), so replay outlives the live log; one array per column. */
+const ARCHIVE = statement(
+  'archive',
+  `insert into "task"."task_events" (task_id, sequence, type, attempt, delta, at)
+   select * from unnest($1::uuid[], $2::int[], $3::text[], $4::int[], $5::text[], $6::timestamptz[])
+   on conflict (task_id, sequence) do nothing`,
+);
 
 const FINAL_BY_TOPIC: Record<string, TaskEventType> = {
   [TOPIC_SUCCEEDED]: 'SUCCEEDED',
@@ -149,37 +177,49 @@ export class OutboxRelay {
     this.schedule(this.again ? 0 : next);
   }
 
-  /** Relays up to batchSize rows in one transaction; returns how many rows it looked at. */
+  /**
+   * Relays up to batchSize rows in one transaction; returns how many rows it looked at. The rows of
+   * one task go in order; different tasks go at once, so that the event-log appends and the
+   * broker's confirms of a batch overlap instead of adding up, and the events of the tasks that
+   * finished are archived in one insert.
+   */
   private async relayBatch(): Promise<number> {
-    const em = this.options.orm.em.fork();
-    const { count, failure } = await em.transactional(async (tx) => {
-      const rows = await tx.execute<{ id: string; task_id: string; topic: string; payload: Record<string, unknown> }[]>(
-        `select id, task_id, topic, payload from "task"."outbox" where published_at is null order by id limit ? for update skip locked`,
-        [this.batchSize],
-      );
-      const done: string[] = [];
-      let failure: unknown;
+    const { count, failure } = await PipelineSql.of(this.options.orm).transaction(async (query) => {
+      const rows = await query<OutboxRow>(CLAIM_ROWS, [this.batchSize]);
+      const byTask = new Map<string, OutboxRow[]>();
       for (const row of rows) {
-        try {
-          await this.relayOne(tx, row.task_id, row.topic, row.payload, row.id);
-        } catch (error) {
-          failure = error;
-          break;
-        }
-        done.push(row.id);
+        const list = byTask.get(row.task_id);
+        if (list) list.push(row);
+        else byTask.set(row.task_id, [row]);
       }
-      // What was published stays published even when a later row failed: commit, then report.
-      if (done.length > 0) {
-        await tx.execute(`update "task"."outbox" set published_at = now() where id in (${done.map(() => '?').join(', ')})`, done);
-      }
+      const done: string[] = [];
+      const archive: TaskEvent[] = [];
+      let failure: unknown;
+      await Promise.all(
+        [...byTask.values()].map(async (taskRows) => {
+          for (const row of taskRows) {
+            try {
+              await this.relayOne(row, archive);
+            } catch (error) {
+              failure ??= error;
+              return; // this task's later rows wait for the next run, to stay in order
+            }
+            done.push(row.id);
+          }
+        }),
+      );
+      // What was published stays published even when another row failed: commit, then report.
+      if (archive.length > 0) await query(ARCHIVE, archiveColumns(archive));
+      if (done.length > 0) await query(MARK_PUBLISHED, [done]);
       return { count: rows.length, failure };
     });
     if (failure) throw failure;
     return count;
   }
 
-  private async relayOne(tx: EntityManager, taskId: string, topic: string, payload: Record<string, unknown>, id: string): Promise<void> {
+  private async relayOne(row: OutboxRow, archive: TaskEvent[]): Promise<void> {
     const { broker, eventLog } = this.options;
+    const { task_id: taskId, topic, payload, id } = row;
     if (topic === TOPIC_SUBMITTED) {
       // QUEUED goes first so that it precedes the worker's STARTED; a retried relay appends it once.
       await eventLog.append(taskId, { type: 'QUEUED', attempt: Number(payload.attempts ?? 0) + 1 }, { onlyIfEmpty: true });
@@ -190,8 +230,8 @@ export class OutboxRelay {
     if (final) {
       const outcome = payload as unknown as TaskOutcome;
       // Usually the finishing process appended it already; then this is refused and harmless.
-      await eventLog.append(taskId, { type: final, attempt: Math.max(1, outcome.attempt), delta: final === 'FAILED' ? outcome.error : null });
-      await archiveEvents(tx, eventLog, taskId);
+      await eventLog.append(taskId, { type: final, attempt: Math.max(1, outcome.attempt), delta: final === 'FAILED' ? outcome.error : null }, { minSequence: outcome.lastSequence });
+      archive.push(...(await finishedEvents(eventLog, taskId)));
     }
     await broker.publishEvent(topic, payload, { messageId: `${topic}:${taskId}` });
   }
@@ -206,17 +246,13 @@ export class OutboxRelay {
   }
 }
 
-/** Copies a finished task's log to task.task_events (idempotent), so replay outlives the live log. */
-export async function archiveEvents(tx: EntityManager, eventLog: TaskEventLog, taskId: string): Promise<void> {
+/** A finished task's events (none while it has no final event), to copy to task.task_events. */
+async function finishedEvents(eventLog: TaskEventLog, taskId: string): Promise<TaskEvent[]> {
   const events = await eventLog.read(taskId, 0);
-  if (!events.some((e) => FINAL_EVENT_TYPES.has(e.type))) return;
-  for (let i = 0; i < events.length; i += 500) {
-    const chunk: TaskEvent[] = events.slice(i, i + 500);
-    await tx.execute(
-      `insert into "task"."task_events" (task_id, sequence, type, attempt, delta, at)
-       values ${chunk.map(() => '(?, ?, ?, ?, ?, ?)').join(', ')}
-       on conflict (task_id, sequence) do nothing`,
-      chunk.flatMap((e) => [taskId, e.sequence, e.type, e.attempt, e.delta, e.at]),
-    );
-  }
+  return events.some((e) => FINAL_EVENT_TYPES.has(e.type)) ? events : [];
+}
+
+/** The events as the columns of ARCHIVE. */
+function archiveColumns(events: TaskEvent[]): unknown[][] {
+  return [events.map((e) => e.taskId), events.map((e) => e.sequence), events.map((e) => e.type), events.map((e) => e.attempt), events.map((e) => e.delta), events.map((e) => e.at)];
 }

@@ -286,4 +286,96 @@ describe('task worker', () => {
     expect(events.at(-1)).toMatchObject({ type: 'SUCCEEDED', attempt: 2 });
     expect(textOf(events)).toBe('done');
   });
+
+  it('keeps renewing the lease of a task that outlasts it, so no reaper takes the task away', async () => {
+    // Three leases long, with a second worker whose reaper would take an expired lease.
+    const { provider, calls } = scripted((_request, signal) => words('one two three four five six seven eight nine ten', 300, signal));
+    const first = await rig(provider);
+    await rig(provider, {}, first);
+    const id = await submit(first);
+    const events = await finalEvents(first.eventLog, id);
+    expect(events.filter((e) => e.type === 'STARTED').map((e) => e.attempt)).toEqual([1]);
+    expect(events.at(-1)).toMatchObject({ type: 'SUCCEEDED', attempt: 1 });
+    expect(await row(id)).toMatchObject({ status: 'SUCCEEDED', attempts: 1 });
+    expect(calls).toHaveLength(1);
+  });
+
+  it('stops an attempt that is no longer its own within a second, without finishing the task', async () => {
+    const { provider, calls } = scripted((_request, signal) => words('a b c d e f g h i j k l m n o p q r s t u v w x y z', 100, signal));
+    const r = await rig(provider);
+    const id = await submit(r);
+    const seen: TaskEvent[] = [];
+    const unsubscribe = await r.eventLog.subscribe(id, (e) => seen.push(e));
+    while (!seen.some((e) => e.type === 'TOKEN')) await sleep(10);
+    await unsubscribe();
+    // As if the lease had expired and another worker had claimed the task.
+    await orm.em.fork().execute(
+      `update "task"."tasks" set attempts = attempts + 1, worker_id = 'another-worker', lease_expires_at = now() + interval '1 minute' where id = ?`,
+      [id],
+    );
+    const started = Date.now();
+    while (!calls[0].signal.aborted && Date.now() - started < 2000) await sleep(5);
+    expect(Date.now() - started).toBeLessThan(1000);
+    await sleep(300);
+    expect(await row(id)).toMatchObject({ status: 'RUNNING', worker_id: 'another-worker', attempts: 2, output: null });
+    expect((await r.eventLog.read(id, 0)).filter((e) => e.type === 'SUCCEEDED')).toEqual([]);
+    await orm.em.fork().execute(`update "task"."tasks" set status = 'FAILED', worker_id = null, lease_expires_at = null where id = ?`, [id]);
+  });
+});
+
+describe('outbox relay', () => {
+  it('relays a batch of many tasks at once and leaves only the rows it could not publish, in order', async () => {
+    const broker = createInProcessBroker();
+    const eventLog = createMemoryTaskEventLog({ retentionSeconds: 3600 });
+    const failing = new Set<string>();
+    const sent: string[] = [];
+    // The broker refuses the messages of the tasks in `failing`, as RabbitMQ does while it is away.
+    const flaky = new Proxy(broker, {
+      get(target, property, receiver) {
+        if (property === 'sendToQueue') {
+          return async (queue: string, body: { taskId: string }, options?: object) => {
+            if (failing.has(body.taskId)) throw new Error('broker away');
+            sent.push(body.taskId);
+            return target.sendToQueue(queue, body, options);
+          };
+        }
+        const value = Reflect.get(target, property, receiver);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    const relay = new OutboxRelay({ orm, broker: flaky, eventLog, log, pollMs: 50, batchSize: 20 });
+    disposers.push(async () => {
+      await relay.stop();
+      await broker.close();
+      await eventLog.close();
+    });
+    const ids = Array.from({ length: 30 }, () => randomUUID());
+    failing.add(ids[3]);
+    const em = orm.em.fork();
+    for (const id of ids) {
+      await em.execute(
+        `insert into "task"."tasks" (id, owner_id, agent_id, input, status, provider, model, created_at, updated_at)
+         values (?, ?, ?, 'x', 'QUEUED', 'scripted', 'm', now(), now())`,
+        [id, owner, randomUUID()],
+      );
+      await writeOutbox(em, id, TOPIC_SUBMITTED, { taskId: id, attempts: 0 });
+    }
+    // A second row of the failing task must wait behind its first.
+    await writeOutbox(em, ids[3], TOPIC_SUBMITTED, { taskId: ids[3], attempts: 1 });
+    await relay.start();
+    const unpublished = async () =>
+      (await orm.em.fork().execute<{ task_id: string }[]>(`select task_id from "task"."outbox" where published_at is null and task_id in (${ids.map(() => '?').join(', ')}) order by id`, ids)).map(
+        (o: { task_id: string }) => o.task_id,
+      );
+    for (let i = 0; i < 100 && (await unpublished()).length > 2; i++) await sleep(20);
+    expect(await unpublished()).toEqual([ids[3], ids[3]]);
+    expect(new Set(sent)).toEqual(new Set(ids.filter((id) => id !== ids[3])));
+    for (const id of ids) expect((await eventLog.read(id, 0)).map((e) => e.type)).toEqual(['QUEUED']);
+
+    failing.clear();
+    relay.wake();
+    for (let i = 0; i < 100 && (await unpublished()).length > 0; i++) await sleep(20);
+    expect(await unpublished()).toEqual([]);
+    expect(sent.filter((id) => id === ids[3])).toHaveLength(2);
+  });
 });

@@ -10,7 +10,9 @@ import { isAbortError } from '../providers/abort.js';
 import type { CompletionRequest, LlmProvider, StreamChunk } from '../providers/types.js';
 import { ProviderError } from '../providers/types.js';
 import { buildRequest, ContextTooLargeError, type HistoryReader } from './context-builder.js';
-import { assertTaskQueues, TOPIC_FAILED, TOPIC_SUBMITTED, TOPIC_SUCCEEDED, writeOutbox, type OutboxRelay, type TaskMessage } from './outbox.js';
+import { Batcher } from './batcher.js';
+import { isDataError, PipelineSql, statement, taskRowOf } from './sql.js';
+import { assertTaskQueues, TOPIC_FAILED, TOPIC_SUBMITTED, TOPIC_SUCCEEDED, writeOutbox, type OutboxRelay, type TaskMessage, type TaskOutcome } from './outbox.js';
 
 /** What the worker needs from the provider layer. */
 export interface ProviderAccess {
@@ -31,10 +33,15 @@ export interface TaskWorkerOptions {
   log: Logger;
   /** @default a random id */
   workerId?: string;
-  /** Tasks run at once by this worker (the queue's prefetch). @default 8 */
+  /** Tasks run at once by this worker (the queue's prefetch). @default 100 */
   concurrency?: number;
   /** How long a claim on a running task lasts without renewal. @default 30000 */
   leaseMs?: number;
+  /**
+   * How often the worker reads the status of every task it runs, in one query, to stop those that
+   * were cancelled or taken over (the bound on how late a cancellation is noticed). @default 250
+   */
+  watchMs?: number;
   /** Attempts (runs) per task before it ends FAILED. @default 3 */
   maxAttempts?: number;
   /** How long token deltas are gathered into one TOKEN event; 0 = one event per event-loop turn. @default 15 */
@@ -45,6 +52,21 @@ export interface TaskWorkerOptions {
 
 /** Why an attempt stopped early. */
 type Stop = 'cancelled' | 'lost' | 'shutdown';
+
+/** An attempt the watch keeps an eye on. */
+interface WatchedAttempt {
+  attempt: number;
+  /** The watch generation when it was registered: a status read that started earlier says nothing of it. */
+  since: number;
+  stop: (reason: Stop) => void;
+}
+
+interface TaskState {
+  id: string;
+  status: string;
+  worker_id: string | null;
+  attempts: number;
+}
 
 class AttemptStopped extends Error {
   constructor(readonly reason: Stop) {
@@ -59,6 +81,74 @@ type AttemptResult =
   | { kind: 'stopped'; reason: Stop };
 
 const FINAL_STATUS = { SUCCEEDED: TOPIC_SUCCEEDED, FAILED: TOPIC_FAILED } as const;
+
+/** Takes the tasks among $3 that are QUEUED, or RUNNING under an expired lease. $1 worker, $2 lease ms. */
+const CLAIM = statement(
+  'claim',
+  `update "task"."tasks"
+      set status = 'RUNNING', attempts = attempts + 1, started_at = now(), updated_at = now(),
+          worker_id = $1, lease_expires_at = now() + ($2::float8 * interval '1 millisecond')
+    where id = any($3::uuid[]) and (status = 'QUEUED' or (status = 'RUNNING' and lease_expires_at < now()))
+    returning *`,
+);
+
+/** $1 lease ms, $2 task, $3 worker, $4 the attempt that failed. */
+const NEXT_ATTEMPT = statement(
+  'next_attempt',
+  `update "task"."tasks" set attempts = attempts + 1, started_at = now(), updated_at = now(),
+          lease_expires_at = now() + ($1::float8 * interval '1 millisecond')
+    where id = $2 and worker_id = $3 and status = 'RUNNING' and attempts = $4 returning *`,
+);
+
+/**
+ * Outcomes and their outbox messages in one statement, each only while this worker holds that
+ * attempt. $1 worker, then one array per column: task, attempt, status, output, error, tokens
+ * (prompt, completion, total), finished at, topic, payload.
+ */
+const FINISH = statement(
+  'finish',
+  `with outcome as (
+     select * from unnest($2::uuid[], $3::int[], $4::text[], $5::text[], $6::text[], $7::int[], $8::int[], $9::int[], $10::timestamptz[], $11::text[], $12::text[])
+       as o(id, attempts, status, output, error, prompt_tokens, completion_tokens, total_tokens, finished_at, topic, payload)
+   ), finished as (
+     update "task"."tasks" t
+        set status = o.status, output = o.output, error = o.error, prompt_tokens = o.prompt_tokens,
+            completion_tokens = o.completion_tokens, total_tokens = o.total_tokens, finished_at = o.finished_at,
+            updated_at = o.finished_at, worker_id = null, lease_expires_at = null
+       from outcome o
+      where t.id = o.id and t.status = 'RUNNING' and t.worker_id = $1 and t.attempts = o.attempts
+      returning t.id
+   ), announced as (
+     insert into "task"."outbox" (task_id, topic, payload, created_at)
+     select o.id, o.topic, o.payload::jsonb, o.finished_at from outcome o join finished f on f.id = o.id
+   )
+   select id from finished`,
+);
+
+/** One outcome for FINISH. */
+interface Outcome {
+  taskId: string;
+  attempts: number;
+  status: 'SUCCEEDED' | 'FAILED';
+  output: string | null;
+  error: string | null;
+  promptTokens: number | null;
+  completionTokens: number | null;
+  finishedAt: Date;
+  payload: string;
+}
+
+/** $1 task ids. */
+const TASK_STATES = statement('states', `select id, status, worker_id, attempts from "task"."tasks" where id = any($1::uuid[])`);
+
+/** Extends the leases this worker holds among $3, answering every task's state. $1 worker, $2 lease ms. */
+const RENEW_LEASES = statement(
+  'renew_leases',
+  `update "task"."tasks"
+      set lease_expires_at = case when status = 'RUNNING' and worker_id = $1 then now() + ($2::float8 * interval '1 millisecond') else lease_expires_at end
+    where id = any($3::uuid[])
+    returning id, status, worker_id, attempts`,
+);
 
 /**
  * Runs tasks from the work queue: claims a task with a lease (renewed while it runs), builds its
@@ -79,21 +169,34 @@ export class TaskWorker {
   private reaperTimer: NodeJS.Timeout | undefined;
   private readonly running = new Map<string, AbortController>();
   private stopping = false;
+  private readonly watchMs: number;
+  private readonly watched = new Map<string, WatchedAttempt>();
+  private watchTimer: NodeJS.Timeout | undefined;
+  private watchGeneration = 0;
+  private lastRenewal = 0;
+  private watchStopped = false;
+  private readonly sql: PipelineSql;
+  private readonly claims = new Batcher<string, TaskRow | null>((ids) => this.claimMany(ids));
+  private readonly finishes = new Batcher<Outcome, boolean>((outcomes) => this.finishMany(outcomes), { isolate: isDataError });
 
   constructor(private readonly options: TaskWorkerOptions) {
     this.workerId = options.workerId ?? `worker-${randomUUID().slice(0, 8)}`;
+    this.sql = PipelineSql.of(options.orm);
     this.leaseMs = options.leaseMs ?? 30_000;
     this.maxAttempts = options.maxAttempts ?? 3;
     this.coalesceMs = options.coalesceMs ?? 15;
     this.requeueStuckAfterMs = options.requeueStuckAfterMs ?? 300_000;
+    // Leases are renewed by the watch, every leaseMs / 3: it must look at least that often.
+    this.watchMs = Math.min(options.watchMs ?? 250, Math.floor(this.leaseMs / 3));
   }
 
   async start(): Promise<void> {
     const { broker } = this.options;
     await assertTaskQueues(broker);
-    this.consumers.push(await broker.consume<TaskMessage>(TASK_QUEUE, (d) => this.handle(d), { prefetch: this.options.concurrency ?? 8 }));
+    this.consumers.push(await broker.consume<TaskMessage>(TASK_QUEUE, (d) => this.handle(d), { prefetch: this.options.concurrency ?? 100 }));
     this.consumers.push(await broker.consume<TaskMessage>(TASK_DEAD_LETTER_QUEUE, (d) => this.handleDeadLetter(d), { prefetch: 10 }));
     this.scheduleReaper();
+    this.scheduleWatch();
     this.options.log.info({ workerId: this.workerId }, 'task worker started');
   }
 
@@ -116,6 +219,9 @@ export class TaskWorker {
     // cancel() waits for the handlers in flight, which end by finishing or by handing back.
     await Promise.all(this.consumers.map((c) => c.cancel()));
     clearTimeout(timer);
+    // The running tasks needed the watch (leases, cancellations) until they ended.
+    this.watchStopped = true;
+    clearTimeout(this.watchTimer);
     this.options.log.info({ workerId: this.workerId }, 'task worker stopped');
   }
 
@@ -133,19 +239,21 @@ export class TaskWorker {
     const log = this.options.log.child({ taskId, workerId: this.workerId });
     const controller = new AbortController();
     this.running.set(taskId, controller);
+    // The last sequence this worker knows the task's log reached: QUEUED (1) precedes every run.
+    const known = { sequence: 1 };
     try {
       for (;;) {
         if (task.attempts > this.maxAttempts) {
           await this.finish(task, 'FAILED', { error: `WORKER_LOST: the task did not complete in ${this.maxAttempts} attempts.` });
           return;
         }
-        const result = await this.runAttempt(task, controller, log);
+        const result = await this.runAttempt(task, controller, log, known);
         if (result.kind === 'succeeded') {
-          await this.finish(task, 'SUCCEEDED', result);
+          await this.finish(task, 'SUCCEEDED', result, known.sequence);
           return;
         }
         if (result.kind === 'failed') {
-          await this.finish(task, 'FAILED', { error: result.error });
+          await this.finish(task, 'FAILED', { error: result.error }, known.sequence);
           return;
         }
         if (result.kind === 'stopped') {
@@ -154,7 +262,7 @@ export class TaskWorker {
         }
         // A retryable failure after tokens were streamed: the client's text starts over.
         if (task.attempts >= this.maxAttempts) {
-          await this.finish(task, 'FAILED', { error: result.error });
+          await this.finish(task, 'FAILED', { error: result.error }, known.sequence);
           return;
         }
         log.warn({ attempt: task.attempts, error: result.error }, 'attempt failed; starting a new one');
@@ -172,37 +280,34 @@ export class TaskWorker {
   }
 
   /** Takes the task if it is QUEUED, or RUNNING under an expired lease; null when it is not ours to run. */
-  private async claim(taskId: string): Promise<TaskRow | null> {
-    const em = this.options.orm.em.fork();
-    const rows = await em.execute(
-      `update "task"."tasks"
-         set status = 'RUNNING', attempts = attempts + 1, started_at = now(), updated_at = now(),
-             worker_id = ?, lease_expires_at = now() + (? * interval '1 millisecond')
-       where id = ? and (status = 'QUEUED' or (status = 'RUNNING' and lease_expires_at < now()))
-       returning *`,
-      [this.workerId, this.leaseMs, taskId],
-    );
-    return rows.length > 0 ? em.map(TaskEntity, rows[0]) : null;
+  private claim(taskId: string): Promise<TaskRow | null> {
+    return this.claims.add(taskId);
+  }
+
+  /** One statement for the tasks delivered in one turn; a task delivered twice is claimed once. */
+  private async claimMany(taskIds: string[]): Promise<(TaskRow | null)[]> {
+    const rows = await this.sql.query(CLAIM, [this.workerId, this.leaseMs, [...new Set(taskIds)]]);
+    const claimed = new Map(rows.map((row) => [row.id as string, taskRowOf(row)]));
+    return taskIds.map((id) => {
+      const task = claimed.get(id) ?? null;
+      claimed.delete(id);
+      return task;
+    });
   }
 
   private async nextAttempt(task: TaskRow): Promise<TaskRow | null> {
-    const em = this.options.orm.em.fork();
-    const rows = await em.execute(
-      `update "task"."tasks" set attempts = attempts + 1, started_at = now(), updated_at = now(),
-         lease_expires_at = now() + (? * interval '1 millisecond')
-       where id = ? and worker_id = ? and status = 'RUNNING' and attempts = ? returning *`,
-      [this.leaseMs, task.id, this.workerId, task.attempts],
-    );
-    return rows.length > 0 ? em.map(TaskEntity, rows[0]) : null;
+    const rows = await this.sql.query(NEXT_ATTEMPT, [this.leaseMs, task.id, this.workerId, task.attempts]);
+    return rows.length > 0 ? taskRowOf(rows[0]) : null;
   }
 
   // ---------------------------------------------------------------- one attempt
 
-  private async runAttempt(task: TaskRow, controller: AbortController, log: Logger): Promise<AttemptResult> {
+  private async runAttempt(task: TaskRow, controller: AbortController, log: Logger, known: { sequence: number }): Promise<AttemptResult> {
     const { eventLog, providers } = this.options;
     const attempt = task.attempts;
-    const started = await eventLog.append(task.id, { type: 'STARTED', attempt }, { maxAttempt: attempt });
+    const started = await eventLog.append(task.id, { type: 'STARTED', attempt }, { maxAttempt: attempt, minSequence: known.sequence });
     if (!started) return { kind: 'stopped', reason: 'lost' }; // finished or taken over meanwhile
+    known.sequence = started.sequence;
 
     const provider = providers.get(task.provider);
     if (!provider) return { kind: 'failed', error: `The provider "${task.provider}" is not configured on the workers.` };
@@ -214,21 +319,10 @@ export class TaskWorker {
     controller.signal.addEventListener('abort', onShutdown, { once: true });
     if (controller.signal.aborted) onShutdown();
 
-    const unsubscribe = await eventLog.subscribe(task.id, (event) => {
-      if (event.type === 'CANCELLED') stop('cancelled');
-      else if (event.type === 'STARTED' && event.attempt > attempt) stop('lost');
-    });
-    const renewal = setInterval(() => {
-      void this.renewLease(task).then(
-        (status) => {
-          if (status === 'CANCELLED') stop('cancelled');
-          else if (status !== 'RUNNING') stop('lost');
-        },
-        (error) => log.warn({ err: error }, 'lease renewal failed'),
-      );
-    }, Math.max(100, Math.floor(this.leaseMs / 3)));
+    // Cancellation, a takeover and lease renewal: the watch handles every running task at once.
+    this.watched.set(task.id, { attempt, since: this.watchGeneration, stop });
 
-    const tokens = new TokenBuffer(eventLog, task.id, attempt, this.coalesceMs, () => stop('lost'));
+    const tokens = new TokenBuffer(eventLog, task.id, attempt, this.coalesceMs, () => stop('lost'), known);
     let output = '';
     let usage: { promptTokens: number; completionTokens: number } | undefined;
     try {
@@ -260,30 +354,54 @@ export class TaskWorker {
       log.warn({ err: error }, 'attempt failed');
       return { kind: 'retry', error: `The task could not run: ${(error as Error).message}` };
     } finally {
-      clearInterval(renewal);
+      this.watched.delete(task.id);
       controller.signal.removeEventListener('abort', onShutdown);
-      await unsubscribe().catch(() => undefined);
     }
   }
 
-  /** Extends the lease; answers the task's status as this worker sees it ('LOST' when not its own any more). */
-  private async renewLease(task: TaskRow): Promise<string> {
-    const em = this.options.orm.em.fork();
-    const rows = await em.execute<{ status: string; worker_id: string | null }[]>(
-      `update "task"."tasks" set lease_expires_at = case when status = 'RUNNING' and worker_id = ? then now() + (? * interval '1 millisecond') else lease_expires_at end
-       where id = ? returning status, worker_id`,
-      [this.workerId, this.leaseMs, task.id],
-    );
-    const row = rows[0];
-    if (!row) return 'LOST';
-    if (row.status === 'RUNNING' && row.worker_id !== this.workerId) return 'LOST';
-    return row.status;
+  // ---------------------------------------------------------------- the watch
+
+  private scheduleWatch(): void {
+    if (this.watchStopped) return;
+    this.watchTimer = setTimeout(() => {
+      void this.watch().finally(() => this.scheduleWatch());
+    }, this.watchMs);
+    this.watchTimer.unref();
+  }
+
+  /**
+   * One query for every attempt this worker runs, instead of a subscription and a timer per task:
+   * stops those that were cancelled (cancelTask committed CANCELLED) or are no longer this worker's
+   * attempt (reaped and claimed by another), and every leaseMs / 3 extends the leases of the rest.
+   * A cancellation is noticed within `watchMs` plus a query.
+   */
+  private async watch(): Promise<void> {
+    if (this.watched.size === 0) return;
+    const generation = ++this.watchGeneration;
+    const ids = [...this.watched.keys()];
+    const renew = Date.now() - this.lastRenewal >= this.leaseMs / 3;
+    try {
+      const rows = renew
+        ? await this.sql.query<TaskState>(RENEW_LEASES, [this.workerId, this.leaseMs, ids])
+        : await this.sql.query<TaskState>(TASK_STATES, [ids]);
+      if (renew) this.lastRenewal = Date.now();
+      const byId = new Map(rows.map((row) => [row.id, row]));
+      for (const id of ids) {
+        const entry = this.watched.get(id);
+        if (!entry || entry.since >= generation) continue;
+        const row = byId.get(id);
+        if (row?.status === 'CANCELLED') entry.stop('cancelled');
+        else if (!row || row.status !== 'RUNNING' || row.worker_id !== this.workerId || row.attempts !== entry.attempt) entry.stop('lost');
+      }
+    } catch (error) {
+      this.options.log.warn({ err: error, tasks: ids.length }, renew ? 'lease renewal failed' : 'task status check failed');
+    }
   }
 
   // ---------------------------------------------------------------- outcomes
 
   /**
-   * Commits the outcome and its outbox message in one transaction, conditional on this worker
+   * Commits the outcome and its outbox message in one statement, conditional on this worker
    * still holding this attempt (so a cancelled or reaped task is never overwritten), then appends
    * the final event. If the process dies right after the commit, the relay appends it.
    */
@@ -291,40 +409,59 @@ export class TaskWorker {
     task: TaskRow,
     status: 'SUCCEEDED' | 'FAILED',
     result: { output?: string; error?: string; promptTokens?: number; completionTokens?: number },
+    knownSequence?: number,
   ): Promise<boolean> {
-    const em = this.options.orm.em.fork();
-    const finished = await em.transactional(async (tx) => {
-      const rows = await tx.execute(
-        `update "task"."tasks"
-           set status = ?, output = ?, error = ?, prompt_tokens = ?, completion_tokens = ?, total_tokens = ?,
-               finished_at = now(), updated_at = now(), worker_id = null, lease_expires_at = null
-         where id = ? and status = 'RUNNING' and worker_id = ? and attempts = ?
-         returning *`,
-        [
-          status,
-          result.output ?? null,
-          result.error ?? null,
-          result.promptTokens ?? null,
-          result.completionTokens ?? null,
-          result.promptTokens !== undefined && result.completionTokens !== undefined ? result.promptTokens + result.completionTokens : null,
-          task.id,
-          this.workerId,
-          task.attempts,
-        ],
-      );
-      if (rows.length === 0) return null;
-      const row = tx.map(TaskEntity, rows[0]);
-      await writeOutbox(tx, row.id, FINAL_STATUS[status], outcomeOf(row));
-      return row;
+    const finishedAt = new Date();
+    const usage = { promptTokens: result.promptTokens ?? null, completionTokens: result.completionTokens ?? null };
+    const outcome: TaskOutcome = {
+      ...outcomeOf(task),
+      status,
+      output: result.output ?? null,
+      error: result.error ?? null,
+      ...usage,
+      finishedAt: finishedAt.toISOString(),
+      lastSequence: knownSequence,
+    };
+    // One statement for the outcomes of one turn (no transaction held open): each commits with its
+    // outbox message, and only while this worker still holds this attempt.
+    const finished = await this.finishes.add({
+      taskId: task.id,
+      attempts: task.attempts,
+      status,
+      output: outcome.output,
+      error: outcome.error,
+      ...usage,
+      finishedAt,
+      payload: JSON.stringify(outcome),
     });
     if (!finished) return false;
-    await this.appendFinal(finished, status, result.error ?? null);
+    await this.appendFinal(task, status, result.error ?? null, knownSequence);
     return true;
   }
 
-  private async appendFinal(task: TaskRow, type: TaskEventType, delta: string | null): Promise<void> {
+  private async finishMany(outcomes: Outcome[]): Promise<boolean[]> {
+    const column = <T>(pick: (o: Outcome) => T) => outcomes.map(pick);
+    const rows = await this.sql.query<{ id: string }>(FINISH, [
+      this.workerId,
+      column((o) => o.taskId),
+      column((o) => o.attempts),
+      column((o) => o.status),
+      column((o) => o.output),
+      column((o) => o.error),
+      column((o) => o.promptTokens),
+      column((o) => o.completionTokens),
+      column((o) => (o.promptTokens !== null && o.completionTokens !== null ? o.promptTokens + o.completionTokens : null)),
+      column((o) => o.finishedAt),
+      column((o) => FINAL_STATUS[o.status]),
+      column((o) => o.payload),
+    ]);
+    const finished = new Set(rows.map((row) => row.id));
+    return outcomes.map((o) => finished.has(o.taskId));
+  }
+
+  private async appendFinal(task: TaskRow, type: TaskEventType, delta: string | null, minSequence?: number): Promise<void> {
     try {
-      await this.options.eventLog.append(task.id, { type, attempt: Math.max(1, task.attempts), delta });
+      await this.options.eventLog.append(task.id, { type, attempt: Math.max(1, task.attempts), delta }, { minSequence });
     } catch (error) {
       this.options.log.warn({ err: error, taskId: task.id }, 'final event not appended; the outbox relay will');
     }
@@ -448,6 +585,8 @@ class TokenBuffer {
     private readonly attempt: number,
     private readonly coalesceMs: number,
     private readonly onRefused: () => void,
+    /** The task's last known sequence, advanced by each append (see AppendOptions.minSequence). */
+    private readonly known: { sequence: number },
   ) {}
 
   push(text: string): void {
@@ -476,8 +615,9 @@ class TokenBuffer {
     this.chain = this.chain.then(async () => {
       if (this.failure) return;
       try {
-        const appended = await this.eventLog.append(this.taskId, { type: 'TOKEN', attempt: this.attempt, delta }, { maxAttempt: this.attempt });
+        const appended = await this.eventLog.append(this.taskId, { type: 'TOKEN', attempt: this.attempt, delta }, { maxAttempt: this.attempt, minSequence: this.known.sequence });
         if (!appended) this.onRefused();
+        else this.known.sequence = appended.sequence;
       } catch (error) {
         this.failure = error;
       }

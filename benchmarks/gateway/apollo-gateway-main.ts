@@ -1,0 +1,49 @@
+/**
+ * Contender "bare @apollo/gateway": ApolloGateway over a supergraph file behind @apollo/server's
+ * standalone HTTP server, default settings, as upstream's benchmark runs it.
+ *
+ * Environment: SUPERGRAPH_PATH, PORT, PROCESSES (node:cluster workers when above 1; default 1),
+ * SUBGRAPH_HEADERS (JSON object of headers added to every subgraph fetch through the gateway's own
+ * data-source hook: our platform's subgraphs want the router's proof, which this gateway cannot make).
+ */
+// tsx turns on source-mapped stack traces; upstream runs this gateway as plain JavaScript, and its
+// HTTP client (agent-base) reads `new Error().stack` on every fetch, so keep that as cheap as there.
+process.setSourceMapsEnabled(false);
+
+import cluster from 'node:cluster';
+import { readFileSync } from 'node:fs';
+import { ApolloGateway, RemoteGraphQLDataSource } from '@apollo/gateway';
+import { ApolloServer } from '@apollo/server';
+import { startStandaloneServer } from '@apollo/server/standalone';
+
+const processes = Number(process.env.PROCESSES ?? '1');
+if (cluster.isPrimary && processes > 1) {
+  for (let i = 0; i < processes; i++) cluster.fork();
+  cluster.on('exit', (_worker, code) => {
+    console.error(`a gateway worker exited with ${code}`);
+    process.exit(1);
+  });
+  process.on('SIGTERM', () => {
+    for (const worker of Object.values(cluster.workers ?? {})) worker?.kill('SIGTERM');
+    process.exit(0);
+  });
+} else {
+  const supergraphSdl = readFileSync(process.env.SUPERGRAPH_PATH ?? 'supergraph.graphql', 'utf8');
+  const headers = process.env.SUBGRAPH_HEADERS ? (JSON.parse(process.env.SUBGRAPH_HEADERS) as Record<string, string>) : undefined;
+  const gateway = new ApolloGateway({
+    supergraphSdl,
+    ...(headers && {
+      buildService: ({ url }) =>
+        new RemoteGraphQLDataSource({
+          url,
+          willSendRequest({ request }) {
+            for (const [name, value] of Object.entries(headers)) request.http?.headers.set(name, value);
+          },
+        }),
+    }),
+  });
+  const server = new ApolloServer({ gateway });
+  const { url } = await startStandaloneServer(server, { listen: { port: Number(process.env.PORT ?? '4000'), host: '127.0.0.1' } });
+  console.log(`bare gateway ready at ${url}`);
+  process.on('SIGTERM', () => process.exit(0));
+}

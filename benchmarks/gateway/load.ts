@@ -1,0 +1,105 @@
+import { cpuMs, nodeCommand, processTree, residentBytes, startProcess, type BenchProcess } from './processes.js';
+
+/** What the load generator process is asked to do. */
+export interface LoadPlan {
+  url: string;
+  body: string;
+  headers: Record<string, string>;
+  connections: number;
+  /** Answers to wait for before measuring (0: none), within `warmupMaxSeconds`. */
+  warmupRequests: number;
+  warmupMaxSeconds: number;
+  seconds: number;
+  /** Send back every latency (sorted), so that windows of several rounds can be merged. */
+  keepLatencies: boolean;
+}
+
+/** What it answers for the measured window. */
+export interface LoadResult {
+  requests: number;
+  seconds: number;
+  latenciesMs: number[];
+  p50Ms: number;
+  p95Ms: number;
+  p99Ms: number;
+  /** Connection errors and timeouts. */
+  errors: number;
+  non2xx: number;
+  /** Answers whose body holds "errors" (2xx or not). */
+  graphqlErrors: number;
+  bytes: number;
+}
+
+/** One measured window, with what the contender's processes used meanwhile. */
+export interface Window extends LoadResult {
+  /** Peak resident memory of the contender's process tree, sampled every 100 ms from warm-up on. */
+  peakRssBytes: number;
+  /** CPU time the contender's processes used during the measured window. */
+  cpuMs: number;
+}
+
+/** The load generator process, pinned to the load cores, started once for all windows. */
+export class LoadGenerator {
+  private readonly process: BenchProcess;
+
+  constructor(cpus: string | undefined) {
+    this.process = startProcess('load generator', nodeCommand('benchmarks/gateway/load-main.ts'), { cpus, stdin: true });
+  }
+
+  /** Runs `plan` against a contender whose process tree starts at `contenderPid`. */
+  async run(plan: LoadPlan, contenderPid: number): Promise<Window> {
+    let pids = processTree(contenderPid);
+    let peakRssBytes = residentBytes(pids);
+    let samples = 0;
+    const sampler = setInterval(() => {
+      // Workers appear and go rarely: the process table is read once a second, memory ten times.
+      if (++samples % 10 === 0) pids = processTree(contenderPid);
+      peakRssBytes = Math.max(peakRssBytes, residentBytes(pids));
+    }, 100);
+    try {
+      const measuring = this.process.line((line) => line.startsWith('{"measuring"') || line.startsWith('{"failed"'), (plan.warmupMaxSeconds + 60) * 1000);
+      this.process.child.stdin!.write(`${JSON.stringify(plan)}\n`);
+      const started = await measuring;
+      if (started.startsWith('{"failed"')) throw new Error((JSON.parse(started) as { failed: string }).failed);
+      const cpuAtStart = cpuMs(pids);
+      const line = await this.process.line((l) => l.startsWith('{"result"') || l.startsWith('{"failed"'), (plan.seconds + 60) * 1000);
+      const used = cpuMs(processTree(contenderPid)) - cpuAtStart;
+      if (line.startsWith('{"failed"')) throw new Error((JSON.parse(line) as { failed: string }).failed);
+      const { result } = JSON.parse(line) as { result: LoadResult };
+      return { ...result, peakRssBytes, cpuMs: used };
+    } finally {
+      clearInterval(sampler);
+    }
+  }
+
+  stop(): Promise<void> {
+    this.process.child.stdin!.end();
+    return this.process.stop();
+  }
+}
+
+function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return 0;
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
+}
+
+/** Several windows of one contender as one: requests over total time, percentiles over all latencies. */
+export function mergeWindows(windows: readonly Window[]): Window {
+  if (windows.length === 1) return windows[0];
+  const latencies = windows.flatMap((w) => w.latenciesMs).sort((a, b) => a - b);
+  const sum = (pick: (w: Window) => number) => windows.reduce((total, w) => total + pick(w), 0);
+  return {
+    requests: sum((w) => w.requests),
+    seconds: sum((w) => w.seconds),
+    latenciesMs: latencies,
+    p50Ms: percentile(latencies, 50),
+    p95Ms: percentile(latencies, 95),
+    p99Ms: percentile(latencies, 99),
+    errors: sum((w) => w.errors),
+    non2xx: sum((w) => w.non2xx),
+    graphqlErrors: sum((w) => w.graphqlErrors),
+    bytes: sum((w) => w.bytes),
+    peakRssBytes: Math.max(...windows.map((w) => w.peakRssBytes)),
+    cpuMs: sum((w) => w.cpuMs),
+  };
+}

@@ -1,0 +1,59 @@
+import { HeaderMap, type GraphQLRequestContext, type GraphQLRequestListener } from '@apollo/server';
+import { buildSchema, parse, type OperationDefinitionNode } from 'graphql';
+import { describe, expect, it } from 'vitest';
+import { ANONYMOUS, type Principal } from '../lib/principal.js';
+import type { RouterContext } from './context.js';
+import { DEFAULT_OPERATION_LIMITS } from './operation-limits.js';
+import { policyPlugin, type PolicyPluginOptions } from './policy-plugin.js';
+
+const schema = buildSchema(`
+  type Query { me: User agents: [Agent!]! }
+  type User { id: ID! }
+  type Agent { id: ID! parent: Agent }
+`);
+const USER: Principal = { kind: 'user', userId: 'u1', scopes: [] };
+const DEEP = '{ agents { parent { parent { parent { id } } } } }';
+
+/** What didResolveOperation decides for `query` run by `principal`: undefined when it lets it through, else the error code. */
+async function decide(options: Partial<PolicyPluginOptions>, principal: Principal, query: string): Promise<string | undefined> {
+  const plugin = policyPlugin({ limits: { ...DEFAULT_OPERATION_LIMITS, maxDepth: 3 }, ...options });
+  const listener = (await plugin.requestDidStart!({} as GraphQLRequestContext<RouterContext>)) as GraphQLRequestListener<RouterContext>;
+  const document = parse(query);
+  const requestContext = {
+    document,
+    operation: document.definitions[0] as OperationDefinitionNode,
+    operationName: null,
+    schema,
+    request: { query },
+    response: { http: { headers: new HeaderMap() } },
+    contextValue: { principal, record: { requestId: 'r1', clientIp: '127.0.0.1', errorCodes: [] } },
+  } as unknown as Parameters<NonNullable<GraphQLRequestListener<RouterContext>['didResolveOperation']>>[0];
+  try {
+    await listener.didResolveOperation!(requestContext);
+    return undefined;
+  } catch (error) {
+    return String((error as { extensions?: { code?: unknown } }).extensions?.code);
+  }
+}
+
+describe('policyPlugin', () => {
+  it('refuses anonymous callers outside signing in, and operations over the limits, by default', async () => {
+    expect.assertions(4);
+    expect(await decide({}, ANONYMOUS, '{ agents { id } }')).toBe('UNAUTHENTICATED');
+    expect(await decide({}, ANONYMOUS, '{ me { id } }')).toBeUndefined();
+    expect(await decide({}, USER, DEEP)).toBe('OPERATION_TOO_COMPLEX');
+    expect(await decide({}, USER, '{ agents { id } }')).toBeUndefined();
+  });
+
+  it('lets anonymous callers run every operation with allowAnonymous, limits still applying', async () => {
+    expect.assertions(2);
+    expect(await decide({ allowAnonymous: true }, ANONYMOUS, '{ agents { id } }')).toBeUndefined();
+    expect(await decide({ allowAnonymous: true }, ANONYMOUS, DEEP)).toBe('OPERATION_TOO_COMPLEX');
+  });
+
+  it('skips the operation limits with limitsEnabled: false, not the anonymous refusal', async () => {
+    expect.assertions(2);
+    expect(await decide({ limitsEnabled: false }, USER, DEEP)).toBeUndefined();
+    expect(await decide({ limitsEnabled: false }, ANONYMOUS, DEEP)).toBe('UNAUTHENTICATED');
+  });
+});
