@@ -161,6 +161,14 @@ describe('API keys', () => {
     expect(lookups).toHaveLength(1);
   });
 
+  it('refuses a key longer than any real one without asking the auth service', async () => {
+    const auth = authenticator();
+    for (const credentials of [{ apiKey: `ak_${'a'.repeat(8000)}` }, { authorization: `Bearer ak_${'a'.repeat(8000)}` }]) {
+      expect(await refusal(auth.authenticate(credentials))).toMatchObject({ code: 'UNAUTHENTICATED', status: 401, message: 'The API key is invalid or has been revoked.' });
+    }
+    expect(lookups).toHaveLength(0);
+  });
+
   it('answers SERVICE_UNAVAILABLE (503) when the auth service fails, and does not cache that', async () => {
     answerWith = 500;
     const auth = authenticator();

@@ -72,6 +72,13 @@ export function principalId(principal: Principal): string {
   }
 }
 
+/**
+ * Real API keys are 55 characters. A longer "key" is refused without a lookup: it cannot be one,
+ * and the auth service's 4 KB body limit would answer it with an error the router must treat as
+ * the service failing (503) rather than as a wrong key (401).
+ */
+export const MAX_API_KEY_LENGTH = 512;
+
 /** Three base64url segments: header.payload.signature. Anything else after "Bearer" is an API key. */
 const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
 const BEARER = /^Bearer[ \t]+(\S+)[ \t]*$/i;
@@ -155,6 +162,7 @@ export class Authenticator {
 
   private async resolveApiKey(secret: string, requestId: string | undefined): Promise<Principal> {
     if (secret === '') throw unauthenticatedRequest('The API key is empty.');
+    if (secret.length > MAX_API_KEY_LENGTH) throw unauthenticatedRequest('The API key is invalid or has been revoked.');
     const hash = createHash('sha256').update(secret).digest('base64url');
     const now = Date.now();
     const cached = this.apiKeys.get(hash);

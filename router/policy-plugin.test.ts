@@ -1,5 +1,5 @@
 import { HeaderMap, type GraphQLRequestContext, type GraphQLRequestListener } from '@apollo/server';
-import { buildSchema, parse, type OperationDefinitionNode } from 'graphql';
+import { buildSchema, getOperationAST, parse } from 'graphql';
 import { describe, expect, it } from 'vitest';
 import { ANONYMOUS, type Principal } from '../lib/principal.js';
 import type { RouterContext } from './context.js';
@@ -15,16 +15,17 @@ const USER: Principal = { kind: 'user', userId: 'u1', scopes: [] };
 const DEEP = '{ agents { parent { parent { parent { id } } } } }';
 
 /** What didResolveOperation decides for `query` run by `principal`: undefined when it lets it through, else the error code. */
-async function decide(options: Partial<PolicyPluginOptions>, principal: Principal, query: string): Promise<string | undefined> {
+async function decide(options: Partial<PolicyPluginOptions>, principal: Principal, query: string, operationName?: string): Promise<string | undefined> {
   const plugin = policyPlugin({ limits: { ...DEFAULT_OPERATION_LIMITS, maxDepth: 3 }, ...options });
   const listener = (await plugin.requestDidStart!({} as GraphQLRequestContext<RouterContext>)) as GraphQLRequestListener<RouterContext>;
   const document = parse(query);
   const requestContext = {
     document,
-    operation: document.definitions[0] as OperationDefinitionNode,
+    // As Apollo Server resolves it: undefined when the name matches no operation.
+    operation: getOperationAST(document, operationName) ?? undefined,
     operationName: null,
     schema,
-    request: { query },
+    request: { query, operationName },
     response: { http: { headers: new HeaderMap() } },
     contextValue: { principal, record: { requestId: 'r1', clientIp: '127.0.0.1', errorCodes: [] } },
   } as unknown as Parameters<NonNullable<GraphQLRequestListener<RouterContext>['didResolveOperation']>>[0];
@@ -55,5 +56,12 @@ describe('policyPlugin', () => {
     expect.assertions(2);
     expect(await decide({ limitsEnabled: false }, USER, DEEP)).toBeUndefined();
     expect(await decide({ limitsEnabled: false }, ANONYMOUS, DEEP)).toBe('UNAUTHENTICATED');
+  });
+
+  it('refuses an operation name that names no operation as OPERATION_RESOLUTION_FAILURE (the gateway would throw a 500)', async () => {
+    expect.assertions(3);
+    expect(await decide({}, USER, '{ me { id } }', 'Missing')).toBe('OPERATION_RESOLUTION_FAILURE');
+    expect(await decide({}, USER, 'query A { me { id } } query B { me { id } }')).toBe('OPERATION_RESOLUTION_FAILURE');
+    expect(await decide({}, USER, 'query A { me { id } } query B { me { id } }', 'B')).toBeUndefined();
   });
 });

@@ -47,7 +47,16 @@ export function policyPlugin(options: PolicyPluginOptions): ApolloServerPlugin<R
         async didResolveOperation(requestContext) {
           const { operation, contextValue } = requestContext;
           if (requestContext.operationName) contextValue.record.operationName = requestContext.operationName.slice(0, 100);
-          if (!operation) return;
+          if (!operation) {
+            // graphql-js would report this from execute(), but the gateway throws it there, which
+            // Apollo Server answers with a 500; refused here like any other bad request instead.
+            const name = requestContext.request.operationName;
+            throw appError(
+              'OPERATION_RESOLUTION_FAILURE',
+              name ? `Unknown operation named "${name.slice(0, 100)}".` : 'Must provide operation name if query contains multiple operations.',
+              { http: { status: 400 } },
+            );
+          }
           // The gateway cannot run them; they have their own transport on the same path.
           if (operation.operation === 'subscription') {
             throw appError('BAD_REQUEST', 'Subscriptions are served over WebSocket (graphql-ws) at ws://<router>/graphql, not over HTTP.');

@@ -148,7 +148,7 @@ export async function preparePublic(
   };
 }
 
-async function prepareOwn(options: BenchOptions, dir: string, processes: number): Promise<Prepared> {
+export async function prepareOwn(options: BenchOptions, dir: string, processes: number): Promise<Prepared> {
   const keys = generateJwtKeyPair();
   const own: OwnSubgraphs = await startOwnSubgraphs(keys, options.cpus?.load);
   try {

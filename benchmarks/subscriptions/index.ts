@@ -95,6 +95,8 @@ interface WindowFigures {
   serverUsPerDelivery: number | null;
   /** Share of the window the server's threads waited for a CPU that something else held. */
   serverCpuWait: number | null;
+  /** Share of one core the other processes on the servers' cores (the subgraphs) used. */
+  neighboursCpu: number | null;
   publisherSaturated: boolean;
   pass: boolean;
   why?: string;
@@ -162,15 +164,15 @@ async function createTasks(url: string, count: number, redis: Redis, eventsPrefi
     { i: { name: 'Bench echo', provider: 'echo', model: 'echo-1' } },
     token,
   );
-  const taskIds = await pool(count, 16, async (index) => {
-    const { runTask } = await graphql<{ runTask: { id: string } }>(
-      url,
-      'mutation ($i: RunTaskInput!) { runTask(input: $i) { id } }',
-      { i: { agentId: createAgent.id, input: `benchmark task ${index}` } },
-      token,
-    );
-    return runTask.id;
+  // Twenty runTask fields per request (the router's default MAX_ROOT_FIELDS), eight requests at once.
+  const perRequest = 20;
+  const batches = await pool(Math.ceil(count / perRequest), 8, async (batch) => {
+    const size = Math.min(perRequest, count - batch * perRequest);
+    const fields = Array.from({ length: size }, (_, i) => `t${i}: runTask(input: { agentId: $agent, input: "benchmark task ${batch * perRequest + i}" }) { id }`);
+    const data = await graphql<Record<string, { id: string }>>(url, `mutation ($agent: ID!) { ${fields.join(' ')} }`, { agent: createAgent.id }, token);
+    return Array.from({ length: size }, (_, i) => data[`t${i}`].id);
   });
+  const taskIds = batches.flat();
   // The outbox relay appends each task's QUEUED event (sequence 1) shortly after; wait for all of them.
   const deadline = Date.now() + 60_000;
   for (;;) {
@@ -203,6 +205,8 @@ interface Contender {
   loadConfig: LoadGeneratorConfig;
   /** Also measure subscribers selecting the federated `task` field (the router only). */
   withFederated: boolean;
+  /** Other processes of the system under test on the same cores (the router's subgraphs). */
+  neighbours: Child[];
 }
 
 /** Identifies the Redis server process: a window during which it restarted (and lost what it held) does not count. */
@@ -245,7 +249,8 @@ async function measureContender(run: RunContext, contender: Contender): Promise<
 
     const measure = async (rate: number, publish: { durationMs?: number; count?: number }): Promise<WindowFigures> => {
       const window = nextWindow();
-      const cpu0 = [cpuSecondsOf(server.pid), cpuSecondsOf(loadProcess.pid)];
+      const neighboursCpu = () => contender.neighbours.reduce<number | null>((sum, child) => (sum === null ? null : sum + (cpuSecondsOf(child.pid) ?? NaN)), 0);
+      const cpu0 = [cpuSecondsOf(server.pid), cpuSecondsOf(loadProcess.pid), neighboursCpu()];
       const wait0 = cpuWaitMsOf(server.pid);
       const redisBefore = await redisRunId(run.redis);
       const started = Date.now();
@@ -253,7 +258,7 @@ async function measureContender(run: RunContext, contender: Contender): Promise<
       await drain(loadgen, window, published.expectedDeliveries);
       const report = await loadgen.request<WindowReport>({ cmd: 'report', window });
       const seconds = (Date.now() - started) / 1000;
-      const used = [cpuSecondsOf(server.pid), cpuSecondsOf(loadProcess.pid)].map((value, i) => (value === null || cpu0[i] === null ? null : value - cpu0[i]!));
+      const used = [cpuSecondsOf(server.pid), cpuSecondsOf(loadProcess.pid), neighboursCpu()].map((value, i) => (value === null || cpu0[i] === null ? null : value - cpu0[i]!));
       const cpu = used.map((value) => (value === null ? null : value / seconds));
       const wait1 = cpuWaitMsOf(server.pid);
       const lastReceipt = Math.max(report.plain.last, report.federated.last);
@@ -281,6 +286,7 @@ async function measureContender(run: RunContext, contender: Contender): Promise<
         loadCpu: cpu[1],
         serverUsPerDelivery: used[0] === null || report.received === 0 ? null : (used[0] / report.received) * 1e6,
         serverCpuWait: wait0 === null || wait1 === null ? null : (wait1 - wait0) / 1000 / seconds,
+        neighboursCpu: contender.neighbours.length && cpu[2] !== null && Number.isFinite(cpu[2]) ? cpu[2] : null,
         publisherSaturated: published.saturated,
         pass: why === undefined,
         why,
@@ -400,7 +406,8 @@ function describe(window: WindowFigures): string {
   return (
     `${window.rate}/s: ${Math.round(window.deliveriesPerS)} deliveries/s, p50 ${window.latency.p50?.toFixed(1)} ms, p99 ${window.latency.p99?.toFixed(1)} ms, ` +
     `max ${window.latency.max?.toFixed(1)} ms, ${window.received}/${window.expected} received, server CPU ${cpu(window.serverCpu)} ` +
-    `(${cpuPerDelivery(window)?.toFixed(1) ?? '?'} µs/delivery, waited for a CPU ${cpu(window.serverCpuWait)}), load CPU ${cpu(window.loadCpu)}` +
+    `(${cpuPerDelivery(window)?.toFixed(1) ?? '?'} µs/delivery, waited for a CPU ${cpu(window.serverCpuWait)}), ` +
+    `${window.neighboursCpu === null ? '' : `subgraphs CPU ${cpu(window.neighboursCpu)}, `}load CPU ${cpu(window.loadCpu)}` +
     (window.pass ? '' : ` — over the limit: ${window.why}`)
   );
 }
@@ -481,13 +488,12 @@ export const run: Section = async (given) => {
       ),
     };
     options.log(`subscriptions: starting the four subgraphs and the router (cores ${sutCpus ?? 'any'})`);
-    await Promise.all(
-      (['auth', 'agent', 'memory', 'task'] as const).map((name) => {
-        const child = spawnNode(name, `subgraphs/${name}/main.ts`, { cpus: sutCpus, env });
-        children.push(child);
-        return waitForHealthy(`http://127.0.0.1:${ports[name]}/readyz`, child, 90_000);
-      }),
-    );
+    const subgraphs = (['auth', 'agent', 'memory', 'task'] as const).map((name) => {
+      const child = spawnNode(name, `subgraphs/${name}/main.ts`, { cpus: sutCpus, env });
+      children.push(child);
+      return child;
+    });
+    await Promise.all(subgraphs.map((child) => waitForHealthy(`http://127.0.0.1:${ports[child.name as keyof typeof ports]}/readyz`, child, 90_000)));
     const router = spawnNode('router', 'router/main.ts', { cpus: sutCpus, env, nodeArgs: serverNodeArgs, logFile: serverLog });
     children.push(router);
     await waitForHealthy(`http://127.0.0.1:${ports.router}/readyz`, router, 90_000);
@@ -521,6 +527,7 @@ export const run: Section = async (given) => {
       server: router,
       loadConfig: loadConfig(graphqlUrl.replace(/^http/, 'ws'), `Bearer ${token}`),
       withFederated: true,
+      neighbours: subgraphs,
     });
     // The system-under-test cores go to the bare server alone.
     await Promise.all(children.filter((child) => child !== publisherProcess).map((child) => child.stop(30_000)));
@@ -539,7 +546,7 @@ export const run: Section = async (given) => {
     children.push(bare);
     await waitForHealthy(`http://127.0.0.1:${barePort}/healthz`, bare, 30_000);
     options.log(`subscriptions: ${settings.subscribers} subscribers on the bare graphql-ws + RedisPubSub server`);
-    const bareFigures = await measureContender(context, { name: 'bare', server: bare, loadConfig: loadConfig(`ws://127.0.0.1:${barePort}/graphql`, null), withFederated: false });
+    const bareFigures = await measureContender(context, { name: 'bare', server: bare, loadConfig: loadConfig(`ws://127.0.0.1:${barePort}/graphql`, null), withFederated: false, neighbours: [] });
 
     return report(settings, options, routerFigures, bareFigures, extraNodeArgs);
   } finally {

@@ -18,8 +18,8 @@ export interface BenchPlatform {
   amqpUrl: string;
   services: Child[];
   workers: Child[];
-  /** Starts `count` workers (pinned) and waits until each is ready. */
-  startWorkers: (count: number, extraEnv?: Record<string, string>) => Promise<void>;
+  /** Starts or stops workers (pinned) until `count` run, and waits until the new ones are ready. */
+  setWorkers: (count: number, extraEnv?: Record<string, string>) => Promise<void>;
   /** Stops the workers (SIGTERM: they finish or hand back what they hold). */
   stopWorkers: () => Promise<void>;
   /** Empties the task tables (between runs, so that every run starts on the same table sizes). */
@@ -95,14 +95,16 @@ export async function startBenchPlatform(options: { cpus: string | null; env?: R
     amqpUrl: vhost.url,
     services,
     workers,
-    startWorkers: async (count, extraEnv = {}) => {
+    setWorkers: async (count, extraEnv = {}) => {
+      const extra = workers.splice(count);
+      await Promise.all(extra.map((w) => w.stop(15_000)));
       await Promise.all(
-        Array.from({ length: count }, async (_, i) => {
+        Array.from({ length: count - workers.length }, async () => {
           const healthPort = await freePort();
           const worker = spawnNode(
-            `worker ${i + 1}`,
+            `worker ${workers.length + 1}`,
             'subgraphs/task/worker-main.ts',
-            { ...env, WORKER_ID: `bench-w${i + 1}-${randomBytes(3).toString('hex')}`, WORKER_HEALTH_PORT: String(healthPort), ...extraEnv },
+            { ...env, WORKER_ID: `bench-w${workers.length + 1}-${randomBytes(3).toString('hex')}`, WORKER_HEALTH_PORT: String(healthPort), ...extraEnv },
             { cpus: options.cpus, nodeArgs: options.nodeArgs },
           );
           workers.push(worker);
@@ -116,8 +118,6 @@ export async function startBenchPlatform(options: { cpus: string | null; env?: R
       await client.connect();
       try {
         await client.query(`truncate "task"."tasks", "task"."outbox", "task"."task_events"`);
-        await client.query(`vacuum analyze "task"."tasks"`);
-        await client.query(`vacuum analyze "task"."outbox"`);
       } finally {
         await client.end();
       }

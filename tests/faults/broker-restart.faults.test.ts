@@ -21,10 +21,11 @@ const report = new ScenarioReport('broker-restart');
 beforeAll(async () => {
   if (SHORT) return;
   cluster = await startCluster('faults_broker', { restartsBroker: true });
-});
+}, 600_000); // waits for the RabbitMQ restart lock: other test files on this machine may hold vhosts
 
 afterAll(async () => {
   if (SHORT) return;
+  await report.writeIfStopped().catch(() => undefined);
   await startRabbitMq();
   await load?.stop().catch(() => undefined);
   for (const task of load?.tasks ?? []) task.watch?.stop();

@@ -24,6 +24,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  if (!SHORT) await report.writeIfStopped().catch(() => undefined);
   await probe?.stop().catch(() => undefined);
   await load?.stop().catch(() => undefined);
   for (const task of load?.tasks ?? []) task.watch?.stop();

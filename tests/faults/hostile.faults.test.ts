@@ -146,6 +146,11 @@ const CORPUS: HostileCase[] = [
   { name: 'fragment cycle', expected: '400 GRAPHQL_VALIDATION_FAILED', run: (c) => gql(c, `{ ...A } fragment A on Query { me { id } ...B } fragment B on Query { ...A }`) },
   { name: 'introspection depth bomb', expected: '400 GRAPHQL_VALIDATION_FAILED', run: (c) => gql(c, `{ __schema { types { fields { type { fields { type { fields { type { fields { name } } } } } } } } } }`) },
   { name: 'syntax error', expected: '400 GRAPHQL_PARSE_FAILED', run: (c) => gql(c, `{ me { id `) },
+  { name: 'operation name that names no operation', expected: '400 OPERATION_RESOLUTION_FAILURE', run: (c) => http(c, JSON.stringify({ query: '{ me { id } }', operationName: 'x'.repeat(10_000) }), { ...JSON_TYPE, ...bearer(user.accessToken) }) },
+  { name: 'two operations without an operation name', expected: '400 OPERATION_RESOLUTION_FAILURE', run: (c) => gql(c, 'query A { me { id } } query B { me { email } }') },
+  { name: 'Int overflow in a page size', expected: '400 GRAPHQL_VALIDATION_FAILED', run: (c) => gql(c, '{ agents(first: 99999999999) { totalCount } }') },
+  { name: 'negative page size', expected: '200 BAD_USER_INPUT', run: (c) => gql(c, '{ agents(first: -1) { totalCount } }') },
+  { name: 'forged cursor', expected: '200 BAD_USER_INPUT', run: (c) => gql(c, '{ agents(after: "bTE6MDAwMDAwMDAtMDAwMC00MDAwLTgwMDAtMDAwMDAwMDAwMDAw") { totalCount } }') },
   { name: 'subscription over HTTP', expected: '400 BAD_REQUEST', run: (c) => gql(c, `subscription ($t: ID!) { taskEvents(taskId: $t) { sequence } }`, { t: taskId }) },
   { name: '_entities through the router', expected: '400 GRAPHQL_VALIDATION_FAILED', run: (c) => gql(c, `query ($r: [_Any!]!) { _entities(representations: $r) { __typename } }`, { r: [{ __typename: 'User', id: victim.user.id }] }) },
 
@@ -218,6 +223,8 @@ const CORPUS: HostileCase[] = [
   { name: 'Basic authorization', expected: '401 UNAUTHENTICATED', run: (c) => gql(c, '{ me { id } }', {}, { authorization: `Basic ${Buffer.from('a:b').toString('base64')}` }) },
   { name: 'two credentials at once', expected: '401 UNAUTHENTICATED', run: (c) => gql(c, '{ me { id } }', {}, { ...bearer(user.accessToken), 'x-api-key': narrowKey }) },
   { name: 'unknown API key', expected: '401 UNAUTHENTICATED', run: (c) => gql(c, '{ me { id } }', {}, { 'x-api-key': `ak_${randomUUID().replaceAll('-', '')}` }) },
+  { name: 'oversized API key (8 KB bearer)', expected: '401 UNAUTHENTICATED', run: (c) => gql(c, '{ me { id } }', {}, bearer(`ak_${'a'.repeat(8000)}`)) },
+  { name: '100 KB Authorization header', expected: '431', run: (c) => gql(c, '{ me { id } }', {}, bearer('a'.repeat(100_000))) },
   { name: 'revoked API key', expected: '401 UNAUTHENTICATED', run: (c) => gql(c, '{ agents { totalCount } }', {}, { 'x-api-key': revokedKey }) },
   { name: 'API key without the scope', expected: '200 FORBIDDEN', run: (c) => gql(c, 'mutation { createAgent(input: { name: "x", provider: "echo", model: "echo-1" }) { id } }', {}, { 'x-api-key': narrowKey }) },
   { name: 'spoofed identity headers, anonymous', expected: '401 UNAUTHENTICATED', run: (c) => gql(c, '{ agents { totalCount } }', {}, { 'x-principal-proof': 'forged', 'x-user-id': user.user.id }) },
@@ -257,6 +264,9 @@ const CORPUS: HostileCase[] = [
   { name: 'ws: expired token', expected: 'close 4401', run: (c) => wsCase(c, (s) => s.send(init(`Bearer ${signed({ exp: now() - 60 })}`))) },
   { name: 'ws: alg none token', expected: 'close 4401', run: (c) => wsCase(c, (s) => s.send(init(`Bearer ${b64({ alg: 'none' })}.${b64({ sub: user.user.id, exp: now() + 60 })}.`))) },
   { name: 'ws: revoked API key', expected: 'close 4401', run: (c) => wsCase(c, (s) => s.send(init(`Bearer ${revokedKey}`))) },
+  { name: 'ws: oversized API key', expected: 'close 4401', run: (c) => wsCase(c, (s) => s.send(init(`Bearer ak_${'a'.repeat(8000)}`))) },
+  { name: 'ws: authorization that is not a string', expected: 'close 4401', run: (c) => wsCase(c, (s) => s.send({ type: 'connection_init', payload: { authorization: 42 } })) },
+  { name: 'ws: connection_init payload that is not an object', expected: 'close 4400', run: (c) => wsCase(c, (s) => s.send({ type: 'connection_init', payload: [1, 2] })) },
   {
     name: 'ws: wrong subprotocol',
     expected: 'close 4406',
@@ -273,6 +283,25 @@ const CORPUS: HostileCase[] = [
     run: (c) => subscriptionError(c, `{"id":"deep","type":"subscribe","payload":{"query":"subscription ($t: ID!) { taskEvents(taskId: $t) { sequence } }","variables":{"t":${nestedObjects(10_000)}}}}`),
   },
   { name: "ws: another user's task", expected: 'error NOT_FOUND, socket open', run: (c) => subscriptionError(c, subscribe('theirs', undefined, { t: randomUUID() })) },
+  { name: 'ws: a query instead of a subscription', expected: 'error BAD_REQUEST, socket open', run: (c) => subscriptionError(c, subscribe('query', '{ me { id } }', {})) },
+  { name: 'ws: two root fields', expected: 'error GRAPHQL_VALIDATION_FAILED, socket open', run: (c) => subscriptionError(c, subscribe('two', 'subscription ($t: ID!) { a: taskEvents(taskId: $t) { sequence } b: taskEvents(taskId: $t) { sequence } }')) },
+  { name: 'ws: negative afterSequence', expected: 'error BAD_USER_INPUT, socket open', run: (c) => subscriptionError(c, subscribe('negative', 'subscription ($t: ID!) { taskEvents(taskId: $t, afterSequence: -5) { sequence } }')) },
+  {
+    name: 'ws: ping flood (2,000 pings)',
+    expected: '2000 pongs, socket open',
+    run: async (c) => {
+      const socket = await openAcknowledged(wsUrl, user.accessToken, { 'x-forwarded-for': c.ip });
+      try {
+        for (let i = 0; i < 2000; i++) socket.send({ type: 'ping' });
+        const pongs = () => socket.messages.filter((m) => (m as { type?: string }).type === 'pong').length;
+        const deadline = Date.now() + 10_000;
+        while (pongs() < 2000 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+        return { observed: `${pongs()} pongs, socket ${socket.socket.readyState === socket.socket.OPEN ? 'open' : 'closed'}`, text: socket.text() };
+      } finally {
+        await socket.close();
+      }
+    },
+  },
   {
     name: 'ws: 1,000 subscriptions on one socket',
     expected: '100 running, 900 refused with RATE_LIMITED, socket open',

@@ -46,6 +46,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  if (!SHORT) await report.writeIfStopped().catch(() => undefined);
   for (const task of load?.tasks ?? []) task.watch?.stop();
   await cluster?.stop();
   await fake?.close();

@@ -28,6 +28,7 @@ beforeAll(async () => {
 afterAll(async () => {
   // Whatever happened, Redis runs again before anything else is cleaned up.
   if (settings) await startRedis(settings);
+  await report.writeIfStopped().catch(() => undefined);
   await load?.stop().catch(() => undefined);
   for (const task of load?.tasks ?? []) task.watch?.stop();
   await cluster?.stop();

@@ -22,6 +22,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  await report.writeIfStopped().catch(() => undefined);
   await load?.stop().catch(() => undefined);
   for (const task of load?.tasks ?? []) task.watch?.stop();
   await cluster?.stop();
@@ -43,7 +44,7 @@ describe('worker crashes', () => {
         const streaming = new Set(rows.map((r) => r.worker_id));
         const candidates = cluster.liveWorkers().filter((w) => streaming.has(w.workerId));
         return candidates[Math.floor(Math.random() * candidates.length)];
-      }, 30_000, 100);
+      }, 90_000, 100);
       const running = (await cluster.db.query(`select count(*)::int as n from task.tasks where status = 'RUNNING' and worker_id = $1`, [victim.workerId])).rows[0].n;
       victim.process.child.kill('SIGKILL');
       report.count('kills');

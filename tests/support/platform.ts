@@ -107,7 +107,7 @@ export async function startPlatform(label: string, options: PlatformOptions = {}
     processes.push(process);
     const worker = { workerId, process };
     workers.push(worker);
-    await waitForHealthy(`http://127.0.0.1:${healthPort}/readyz`, process, 60_000);
+    await waitForHealthy(`http://127.0.0.1:${healthPort}/readyz`, process, 120_000);
     return worker;
   };
   const startRouter = async (port?: number) => {

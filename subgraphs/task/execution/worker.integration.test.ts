@@ -236,7 +236,8 @@ describe('task worker', () => {
 
   it('reaps a task whose worker died: back to the queue while attempts last, then WORKER_LOST', async () => {
     const { provider } = scripted(() => words('survived'));
-    const r = await rig(provider);
+    // A long lease keeps the worker's own reaper timer out of the way of the explicit reap() below.
+    const r = await rig(provider, { leaseMs: 60_000 });
     const id = randomUUID();
     const lost = randomUUID();
     for (const [taskId, attempts] of [[id, 1], [lost, 2]] as const) {

@@ -77,8 +77,20 @@ export class ScenarioReport {
     };
   }
 
+  /** Set once the figures were written. */
+  written = false;
+
+  /** For afterAll: a scenario that stopped early (a timeout, a thrown error) still records what it did. */
+  async writeIfStopped(): Promise<void> {
+    if (this.written) return;
+    this.note('the scenario stopped before its checks (see the test output)');
+    this.set('stoppedEarly', 1);
+    await this.write();
+  }
+
   /** Prints the figures as a table and writes the JSON file; returns its path. */
   async write(): Promise<string> {
+    this.written = true;
     const result = this.result();
     console.log(`\n== ${result.scenario}${result.short ? ' (short)' : ''}`);
     console.table(result.figures);
