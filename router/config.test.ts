@@ -28,11 +28,13 @@ describe('routerConfigFromEnv', () => {
     expect(config).toMatchObject({
       port: 8000,
       host: '0.0.0.0',
+      processes: 1,
       redisUrl: undefined,
       subgraphUrls: { agent: 'http://127.0.0.1:8001', task: 'http://127.0.0.1:8002', memory: 'http://127.0.0.1:8003', auth: 'http://127.0.0.1:8004' },
       jwt: { issuer: 'agent-platform', audience: 'agent-platform-api' },
       apiKeyCacheMs: 1000,
       allowAnonymous: false,
+      shareInFlightFetches: true,
       rateLimit: { enabled: true, perMinute: 600, anonPerMinute: 60, authPerMinute: 10 },
       limits: { maxDepth: 12, maxAliases: 30, maxRootFields: 20, maxTokens: 2000, maxCost: 20_000, maxDirectives: 50, defaultListSize: 20 },
       operationLimitsEnabled: true,
@@ -52,10 +54,12 @@ describe('routerConfigFromEnv', () => {
       {
         ...BASE,
         PORT: '9000',
+        ROUTER_PROCESSES: '4',
         REDIS_URL: 'redis://cache:6379',
         AGENT_URL: 'http://agent:8001/graphql',
         ALLOW_ANONYMOUS: 'true',
         OPERATION_LIMITS_ENABLED: 'false',
+        SHARE_INFLIGHT_FETCHES: 'false',
         RATE_LIMIT_ENABLED: 'false',
         RATE_LIMIT_PER_MINUTE: '100',
         RATE_LIMIT_ANON_PER_MINUTE: '5',
@@ -83,9 +87,11 @@ describe('routerConfigFromEnv', () => {
     );
     expect(config).toMatchObject({
       port: 9000,
+      processes: 4,
       redisUrl: 'redis://cache:6379',
       allowAnonymous: true,
       operationLimitsEnabled: false,
+      shareInFlightFetches: false,
       rateLimit: { enabled: false, perMinute: 100, anonPerMinute: 5, authPerMinute: 3, prefix: 'rl:' },
       limits: { maxDepth: 8, maxAliases: 4, maxRootFields: 3, maxTokens: 500, maxCost: 1000, maxDirectives: 2 },
       maxBodyBytes: 2048,
@@ -113,6 +119,8 @@ describe('routerConfigFromEnv', () => {
     expect(refusal({ RATE_LIMIT_PER_MINUTE: '0' })).toMatch(/^RATE_LIMIT_PER_MINUTE must be an integer between 1/);
     expect(refusal({ API_KEY_CACHE_MS: '5000' })).toMatch(/^API_KEY_CACHE_MS must be an integer between 0 and 1000/);
     expect(refusal({ RATE_LIMIT_ENABLED: 'maybe' })).toBe('RATE_LIMIT_ENABLED must be true or false, got "maybe".');
+    expect(refusal({ ROUTER_PROCESSES: '2' })).toBe('ROUTER_PROCESSES above 1 needs REDIS_URL: the processes share rate limits and task events through Redis.');
+    expect(refusal({ ROUTER_PROCESSES: '0' })).toMatch(/^ROUTER_PROCESSES must be an integer between 1/);
     expect(refusal({ ALLOW_ANONYMOUS: 'sometimes' })).toBe('ALLOW_ANONYMOUS must be true or false, got "sometimes".');
     expect(refusal({ OPERATION_LIMITS_ENABLED: 'off-ish' })).toBe('OPERATION_LIMITS_ENABLED must be true or false, got "off-ish".');
     expect(refusal({ REDIS_URL: 'http://cache' })).toMatch(/^REDIS_URL must use redis: or rediss:/);

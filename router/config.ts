@@ -25,6 +25,12 @@ export interface RouterConfig {
   port: number;
   /** `HOST`: the router is the public door, so it listens on every interface. @default '0.0.0.0' */
   host: string;
+  /**
+   * `ROUTER_PROCESSES`: router processes on this port (node:cluster workers, one per core is the
+   * usual choice); above 1 needs REDIS_URL, which they share rate limits and task events through.
+   * @default 1
+   */
+  processes: number;
   /** `INTERNAL_SECRET`: signs the principal proof the subgraphs check (≥ 32 characters, required). */
   internalSecret: string;
   /**
@@ -58,6 +64,12 @@ export interface RouterConfig {
   subgraphUrls: Record<SubgraphName, string>;
   /** `SUBGRAPH_TIMEOUT_MS`: a subgraph fetch slower than this fails with SERVICE_UNAVAILABLE. @default 30000 */
   subgraphTimeoutMs: number;
+  /**
+   * `SHARE_INFLIGHT_FETCHES`: identical query fetches to a subgraph for the same caller (principal
+   * and scopes) that are in flight at the same time go out once and share the answer. Turn off only
+   * for subgraphs whose queries have side effects. @default true
+   */
+  shareInFlightFetches: boolean;
   jwt: {
     /** PEM of the RSA key that verifies access tokens (`JWT_PUBLIC_KEY[_FILE]`, or derived from the private key). */
     publicKey: string;
@@ -152,11 +164,17 @@ function readOrigins(env: Env): string[] {
 export function routerConfigFromEnv(env: Env = process.env, overrides: { supergraphSdl?: string } = {}): RouterConfig {
   const jwt = readJwtSettings(env);
   const positive = { min: 1 };
+  const processes = envInt(env, 'ROUTER_PROCESSES', 1, { min: 1, max: 256 });
+  const redisUrl = envUrl(env, 'REDIS_URL', ['redis:', 'rediss:']);
+  if (processes > 1 && !redisUrl) {
+    throw new ConfigError('ROUTER_PROCESSES above 1 needs REDIS_URL: the processes share rate limits and task events through Redis.');
+  }
   return {
     port: envPort(env, 'PORT', 8000),
     host: envString(env, 'HOST', '0.0.0.0'),
+    processes,
     internalSecret: envSecret(env, 'INTERNAL_SECRET'),
-    redisUrl: envUrl(env, 'REDIS_URL', ['redis:', 'rediss:']),
+    redisUrl,
     events: {
       prefix: envString(env, 'EVENTS_PREFIX', 'ap:'),
       retentionSeconds: envInt(env, 'EVENT_RETENTION_SECONDS', 86_400, { min: 60, max: 30 * 86_400 }),
@@ -170,6 +188,7 @@ export function routerConfigFromEnv(env: Env = process.env, overrides: { supergr
     supergraphSdl: overrides.supergraphSdl ?? readSupergraph(env),
     subgraphUrls: Object.fromEntries(SUBGRAPH_NAMES.map((name) => [name, subgraphBaseUrl(env, name)])) as Record<SubgraphName, string>,
     subgraphTimeoutMs: envInt(env, 'SUBGRAPH_TIMEOUT_MS', 30_000, { min: 100, max: 600_000 }),
+    shareInFlightFetches: envBool(env, 'SHARE_INFLIGHT_FETCHES', true),
     jwt: { publicKey: readJwtPublicKey(env), issuer: jwt.issuer, audience: jwt.audience },
     apiKeyCacheMs: envInt(env, 'API_KEY_CACHE_MS', 1000, { min: 0, max: 1000 }),
     allowAnonymous: envBool(env, 'ALLOW_ANONYMOUS', false),

@@ -150,7 +150,7 @@ export async function startRouter(config: RouterConfig, deps: RouterDeps = {}): 
       const base = (config.subgraphUrls as Record<string, string | undefined>)[name] ?? url?.replace(/\/graphql\/?$/, '');
       if (!base) throw new Error(`The supergraph names subgraph "${name}" without a URL, and no ${name.toUpperCase()}_URL is set.`);
       routed.set(name, base);
-      return new SubgraphDataSource(name, `${base}/graphql`, config.internalSecret, subgraphFetcher.fetcher, log);
+      return new SubgraphDataSource(name, `${base}/graphql`, config.internalSecret, subgraphFetcher.fetcher, log, { shareInFlight: config.shareInFlightFetches });
     },
   });
 

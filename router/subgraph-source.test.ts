@@ -113,6 +113,35 @@ describe('SubgraphDataSource', () => {
     expect(headers.authorization).toBeUndefined();
   });
 
+  it('sends identical query fetches of one caller in flight together once, and gives each its own answer', async () => {
+    expect.assertions(4);
+    const { source, seen } = await subgraph(() => ({ data: { _entities: [{ name: 'Table' }] } }));
+    const alice: Partial<RouterContext> = { principal: { kind: 'user', userId: 'alice', scopes: ['agents:read'] } };
+    const narrower: Partial<RouterContext> = { principal: { kind: 'user', userId: 'alice', scopes: [] } };
+    const bob: Partial<RouterContext> = { principal: { kind: 'user', userId: 'bob', scopes: ['agents:read'] } };
+    const variables = { representations: [{ __typename: 'Product', upc: '1' }] };
+    const [first, second] = await Promise.all([source.process(fetchOf(variables, { ...alice })), source.process(fetchOf(variables, { ...alice }))]);
+    expect(seen).toHaveLength(1);
+    expect(first.data).toEqual(second.data);
+    expect(first.data?._entities[0]).not.toBe(second.data?._entities[0]);
+    // Another caller, or the same user with other scopes, never shares.
+    await Promise.all([source.process(fetchOf(variables, { ...alice })), source.process(fetchOf(variables, { ...narrower })), source.process(fetchOf(variables, { ...bob }))]);
+    expect(seen).toHaveLength(4);
+  });
+
+  it('never shares a mutation, nor anything when sharing is off', async () => {
+    expect.assertions(2);
+    const { source, seen } = await subgraph(() => ({ data: { addThing: true } }));
+    const mutation = { kind: 'health check', request: { query: 'mutation M { addThing }', variables: {} }, context: {} } as unknown as GraphQLDataSourceProcessOptions<Partial<RouterContext>>;
+    await Promise.all([source.process(mutation), source.process(mutation)]);
+    expect(seen).toHaveLength(2);
+    const client = createSubgraphFetcher();
+    disposers.push(() => client.close());
+    const unshared = new SubgraphDataSource('products', source.url, SECRET, client.fetcher, pino({ level: 'silent' }), { shareInFlight: false });
+    await Promise.all([unshared.process(fetchOf({ representations: [] })), unshared.process(fetchOf({ representations: [] }))]);
+    expect(seen).toHaveLength(4);
+  });
+
   it("passes on a subgraph's own error from a 4xx answer, and turns anything else into SERVICE_UNAVAILABLE", async () => {
     expect.assertions(2);
     const refused = await subgraph(() => ({ errors: [{ message: 'Not yours.', extensions: { code: 'FORBIDDEN' } }] }), 403);

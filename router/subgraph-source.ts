@@ -108,6 +108,30 @@ function cacheHint(header: string | null): { maxAge: number; scope?: 'PRIVATE' |
   return hint;
 }
 
+/**
+ * Who a fetch is made for, as far as a subgraph can tell: two fetches with the same key and body
+ * get the same answer. Scopes count (an API key may hold fewer than its user).
+ */
+function callerKey(principal: Principal | undefined): string {
+  if (!principal) return 'router';
+  switch (principal.kind) {
+    case 'anonymous':
+      return 'anonymous';
+    case 'service':
+      return `service:${principal.service}`;
+    case 'user':
+      return `user:${principal.userId}:${principal.scopes.join(',')}`;
+    case 'api_key':
+      return `api_key:${principal.apiKeyId}:${principal.userId}:${principal.scopes.join(',')}`;
+  }
+}
+
+/** Queries only: a mutation (or anything that is not plainly a query) runs once per request. */
+function isQuery(operation: string): boolean {
+  const start = operation.trimStart();
+  return start.startsWith('{') || /^query\b/.test(start);
+}
+
 function isObject(value: unknown): value is JsonObject {
   return value !== null && typeof value === 'object' && !Array.isArray(value);
 }
@@ -118,16 +142,39 @@ function isObject(value: unknown): value is JsonObject {
  *
  * A lean GraphQLDataSource (the gateway's RemoteGraphQLDataSource builds node-fetch Request and
  * Headers objects on every fetch): JSON over the router's keep-alive client, with entity
- * representations deduplicated per fetch.
+ * representations deduplicated per fetch, and identical query fetches of one caller in flight at
+ * the same time sent once (the subgraph then logs the first request's id for all of them).
  */
 export class SubgraphDataSource implements GraphQLDataSource<Partial<RouterContext>> {
+  /** Query fetches on their way, by caller and body: an identical one joins instead of going out again. */
+  private readonly inFlight = new Map<string, Promise<FetcherResponse>>();
+
+  /**
+   * @param options.shareInFlight concurrent identical query fetches for the same caller share one
+   *   request to the subgraph (each parses its own copy of the answer). @default true
+   */
   constructor(
     readonly serviceName: string,
     readonly url: string,
     private readonly internalSecret: string,
     private readonly fetcher: Fetcher,
     private readonly log: Logger,
+    private readonly options: { shareInFlight?: boolean } = {},
   ) {}
+
+  /** The fetch, or the identical one already on its way for the same caller. */
+  private send(body: string, headers: Record<string, string>, query: string, principal: Principal | undefined): Promise<FetcherResponse> {
+    if (this.options.shareInFlight === false || !isQuery(query)) return this.fetcher(this.url, { method: 'POST', headers, body });
+    const key = `${callerKey(principal)}\n${body}`;
+    let pending = this.inFlight.get(key);
+    if (!pending) {
+      pending = this.fetcher(this.url, { method: 'POST', headers, body });
+      this.inFlight.set(key, pending);
+      const forget = () => this.inFlight.delete(key);
+      pending.then(forget, forget);
+    }
+    return pending;
+  }
 
   async process(options: GraphQLDataSourceProcessOptions<Partial<RouterContext>>): Promise<GatewayGraphQLResponse> {
     const { request, context } = options;
@@ -142,7 +189,7 @@ export class SubgraphDataSource implements GraphQLDataSource<Partial<RouterConte
     let response: FetcherResponse | undefined;
     let body: unknown;
     try {
-      response = await this.fetcher(this.url, { method: 'POST', headers, body: requestBody(request, deduped) });
+      response = await this.send(requestBody(request, deduped), headers, request.query, context.principal);
       if (!response.ok) throw await this.errorFromResponse(response);
       body = await response.json();
       if (!isObject(body)) throw new Error(`Expected JSON response body, but received: ${String(body).slice(0, 100)}`);

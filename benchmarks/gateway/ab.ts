@@ -60,7 +60,7 @@ try {
       return { root, url, pid: started.child.pid!, windows: [] as Window[] };
     }),
   );
-  const generator = new LoadGenerator(load);
+  const generator = new LoadGenerator(load, sut);
   const body = JSON.stringify({ query: HEAVY_QUERY });
   for (let round = 0; round < rounds; round++) {
     for (const variant of round % 2 === 0 ? variants : [...variants].reverse()) {
@@ -69,10 +69,13 @@ try {
         variant.pid,
       );
       variant.windows.push(window);
-      console.error(`${variant.root}: ${(window.requests / window.seconds).toFixed(1)} RPS, ${(window.cpuMs / window.requests).toFixed(2)} CPU ms/answer`);
+      console.error(`${variant.root}: ${(window.requests / window.seconds).toFixed(1)} RPS, ${(window.cpuMs / window.requests).toFixed(2)} CPU ms/answer, other work ${Math.round(window.foreignCpuMs / window.seconds / 10)}%`);
     }
   }
   await generator.stop();
+  // Windows next to each other in time share most of the machine's other work: their ratio is steadier.
+  const ratios = variants[0].windows.map((a, i) => variants[1].windows[i].cpuMs / variants[1].windows[i].requests / (a.cpuMs / a.requests));
+  console.log(`B/A CPU per answer: median ratio ${median(ratios).toFixed(3)} (${ratios.map((r) => r.toFixed(2)).join(' ')})`);
   for (const variant of variants) {
     const cpu = median(variant.windows.map((w) => w.cpuMs / w.requests));
     const rps = median(variant.windows.map((w) => w.requests / w.seconds));

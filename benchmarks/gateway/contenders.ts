@@ -72,6 +72,12 @@ function routerProcess(id: 'router' | 'router_auth', setup: ContenderSetup, rout
       PORT: String(port),
       HOST: '127.0.0.1',
       ROUTER_PROCESSES: String(setup.processes),
+      // Router processes share rate limits and task events through Redis (its keys expire within a minute).
+      ...(setup.processes > 1 && {
+        REDIS_URL: globalThis.process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379',
+        RATE_LIMIT_PREFIX: `bench-gateway:${port}:rl:`,
+        EVENTS_PREFIX: `bench-gateway:${port}:ev:`,
+      }),
       ...router.env,
       ...(id === 'router' ? router.openEnv : router.authEnv),
     },

@@ -3,13 +3,14 @@
  * <file> --jit -c <this file>`): its documented header propagation adds the static headers in
  * SUBGRAPH_HEADERS (JSON) to every subgraph fetch — the router's principal proof, which our
  * subgraphs require and which this gateway cannot sign. The public workload runs without a config.
+ *
+ * Plain object rather than `defineConfig` from '@graphql-hive/gateway': importing its types would
+ * augment graphql's and fetch's global types for every file type-checked with this one.
  */
-import { defineConfig } from '@graphql-hive/gateway';
-
 const headers = JSON.parse(process.env.SUBGRAPH_HEADERS ?? '{}') as Record<string, string>;
 
-export const gatewayConfig = defineConfig({
+export const gatewayConfig = {
   propagateHeaders: {
-    fromClientToSubgraphs: () => headers,
+    fromClientToSubgraphs: (): Record<string, string> => headers,
   },
-});
+};

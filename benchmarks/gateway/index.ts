@@ -16,19 +16,19 @@ import { SCOPES, signPrincipalProof, PRINCIPAL_HEADER } from '../../lib/principa
 import type { BenchOptions, Section, SectionResult } from '../types.js';
 import { CONTENDER_IDS, startContender, type ContenderId, type ContenderSetup, type RouterSetup, type RunningContender } from './contenders.js';
 import { OWN_QUERY, seed, startOwnSubgraphs, type OwnSubgraphs } from './own/platform.js';
-import { nodeCommand, pinSelf, startProcess, stopAll, type BenchProcess } from './processes.js';
+import { coresOf, nodeCommand, pinSelf, startProcess, stopAll, type BenchProcess } from './processes.js';
 import { PUBLIC_SUBGRAPHS, type PublicSubgraphName } from './public/subgraphs.js';
 import { composePublicSupergraph, HEAVY_QUERY } from './public/workload.js';
 import { LoadGenerator } from './load.js';
 import { runSuite, type SuiteOutcome, type SuiteSettings } from './suite.js';
 
 const FULL = {
-  public: { connections: 50, warmupRequests: 500, warmupMaxSeconds: 10, seconds: 8, rounds: 3 },
-  own: { connections: 50, warmupRequests: 300, warmupMaxSeconds: 6, seconds: 6, rounds: 2 },
+  public: { connections: 50, primeRequests: 0, primeMaxSeconds: 0, warmupRequests: 500, warmupMaxSeconds: 10, seconds: 8, rounds: 3 },
+  own: { connections: 50, primeRequests: 600, primeMaxSeconds: 15, warmupRequests: 100, warmupMaxSeconds: 5, seconds: 6, rounds: 2 },
 } satisfies Record<string, SuiteSettings>;
 const QUICK = {
-  public: { connections: 50, warmupRequests: 150, warmupMaxSeconds: 3, seconds: 5, rounds: 1 },
-  own: { connections: 50, warmupRequests: 100, warmupMaxSeconds: 2, seconds: 3, rounds: 1 },
+  public: { connections: 50, primeRequests: 0, primeMaxSeconds: 0, warmupRequests: 100, warmupMaxSeconds: 2, seconds: 4, rounds: 1 },
+  own: { connections: 50, primeRequests: 200, primeMaxSeconds: 5, warmupRequests: 50, warmupMaxSeconds: 1, seconds: 3, rounds: 1 },
 } satisfies Record<string, SuiteSettings>;
 
 /** Far above what one run sends, so that the limit never refuses but is counted on every request. */
@@ -43,15 +43,6 @@ type Figures = SectionResult['figures'];
 type Notes = SectionResult['notes'];
 type Row = SectionResult['table'][number];
 
-function coreCount(cpus: string): number {
-  let count = 0;
-  for (const part of cpus.split(',')) {
-    const [from, to] = part.split('-').map(Number);
-    count += to === undefined ? 1 : to - from + 1;
-  }
-  return count;
-}
-
 const round1 = (value: number) => Math.round(value * 10) / 10;
 
 function signAccessToken(privateKey: string, userId: string): string {
@@ -59,12 +50,12 @@ function signAccessToken(privateKey: string, userId: string): string {
 }
 
 /** Figures of one suite under `prefix`, rows for the table, notes. */
-function report(outcome: SuiteOutcome, prefix: string, figures: Figures, notes: Notes, rows: Row[]): void {
+function report(outcome: SuiteOutcome, prefix: string, cores: number, figures: Figures, notes: Notes, rows: Row[]): void {
   for (const { id, label, window, note } of outcome.contenders) {
     const key = `${prefix}${id}`;
     if (note) notes[`${key}_rps`] = note;
     if (!window) {
-      for (const suffix of ['rps', 'p50_ms', 'p95_ms', 'p99_ms', 'rss_mb', 'errors', 'cpu_ms_per_request']) figures[`${key}_${suffix}`] = null;
+      for (const suffix of ['rps', 'p50_ms', 'p95_ms', 'p99_ms', 'rss_mb', 'errors', 'cpu_ms_per_request', 'foreign_cpu_pct']) figures[`${key}_${suffix}`] = null;
       rows.push([`${label}`, 'n/a', note ?? 'not measured']);
       continue;
     }
@@ -77,12 +68,14 @@ function report(outcome: SuiteOutcome, prefix: string, figures: Figures, notes: 
     figures[`${key}_rss_mb`] = round1(window.peakRssBytes / 2 ** 20);
     figures[`${key}_errors`] = failed;
     figures[`${key}_cpu_ms_per_request`] = window.requests > 0 ? Math.round((window.cpuMs / window.requests) * 100) / 100 : null;
+    const foreign = Math.round((window.foreignCpuMs / (window.seconds * 1000 * cores)) * 100);
+    figures[`${key}_foreign_cpu_pct`] = foreign;
     rows.push([
       label,
       `${rps.toFixed(1)} RPS`,
       `p50/p95/p99 ${window.p50Ms.toFixed(0)}/${window.p95Ms.toFixed(0)}/${window.p99Ms.toFixed(0)} ms, ` +
         `peak RSS ${(window.peakRssBytes / 2 ** 20).toFixed(0)} MB, ${figures[`${key}_cpu_ms_per_request`]} CPU ms/req, ` +
-        `errors ${failed}${note ? ` (${note})` : ''}`,
+        `errors ${failed}, other work on its cores ${foreign}%${note ? ` (${note})` : ''}`,
     ]);
   }
   const ratio = (a: string, b: string, key: string, label: string) => {
@@ -199,16 +192,21 @@ export const run: Section = async (options) => {
   const figures: Figures = {};
   const notes: Notes = {};
   const table: Row[] = [];
-  const processes = options.cpus ? coreCount(options.cpus.sut) : 1;
+  const processes = options.cpus ? coresOf(options.cpus.sut).length : 1;
   const dir = mkdtempSync(join(tmpdir(), 'bench-gateway-'));
   const unpin = pinSelf(options.cpus?.load);
   notes.setup =
     `${processes} process(es) per contender on cores ${options.cpus?.sut ?? 'unpinned'}; load generator, subgraphs and this runner on ${options.cpus?.load ?? 'unpinned'}; ` +
     `autocannon, ${settings.public.connections} connections; windows taken in turns, ${settings.public.rounds} × ${settings.public.seconds} s per contender (public), ` +
     `${settings.own.rounds} × ${settings.own.seconds} s (own), after a warm-up of ${settings.public.warmupRequests} (public) / ${settings.own.warmupRequests} (own) answers or ${settings.public.warmupMaxSeconds} / ${settings.own.warmupMaxSeconds} s. Everything is started before the first window; idle contenders wait on their cores. ` +
-    'The rate limits of the router with limits on use its in-memory store (no REDIS_URL). cpu_ms_per_request: CPU time of the contender\'s processes per answer.';
+    `${processes > 1 ? 'Router processes share rate limits through the local Redis. ' : 'The rate limits of the router with limits on use its in-memory store (one process, no REDIS_URL). '}` +
+    'cpu_ms_per_request: CPU time of the contender\'s processes per answer ' +
+    '(steadier than RPS on a shared machine); foreign_cpu_pct: CPU time other processes took on the contender\'s cores during its windows, in % of those cores — ' +
+    'a window with much of it measures the machine, not the contender. ' +
+    'Hive Gateway shares identical query fetches in flight to a subgraph (its HTTP executor does by default), and so does our router (per caller, SHARE_INFLIGHT_FETCHES); ' +
+    "Hive's inboundInflightRequestDeduplication (whole client requests shared, off by default, on in upstream's benchmark) stays off, as does anything alike in the others.";
   const cleanups: (() => Promise<void>)[] = [];
-  const generator = new LoadGenerator(options.cpus?.load);
+  const generator = new LoadGenerator(options.cpus?.load, options.cpus?.sut);
   try {
     log('gateway: starting the public workload, our subgraphs on a fresh database, and the contenders of both');
     const [publicReady, ownReady] = await Promise.allSettled([preparePublic(options, dir, processes), prepareOwn(options, dir, processes)]);
@@ -230,7 +228,7 @@ export const run: Section = async (options) => {
       try {
         const outcome = await runSuite(ready.value.contenders, ready.value.body, suiteSettings, generator, log);
         table.push([title, outcome.answerBytes === null ? '' : `${(outcome.answerBytes / 1024).toFixed(1)} KB`, ready.value.caption]);
-        report(outcome, prefix, figures, notes, table);
+        report(outcome, prefix, processes, figures, notes, table);
       } catch (error) {
         for (const id of CONTENDER_IDS) figures[`${prefix}${id}_rps`] = null;
         notes[prefix ? 'own' : 'public'] = `failed: ${(error as Error).message.slice(0, 1000)}`;
@@ -240,7 +238,7 @@ export const run: Section = async (options) => {
       }
     }
     if (ownReady.status === 'fulfilled') {
-      notes.own =
+      notes.own_setup =
         'Our router (a) also sends the JWT (our subgraphs show anonymous callers nothing); its rate and operation limits are off. ' +
         'The bare gateway and Hive Gateway add a principal proof signed by the benchmark (signPrincipalProof, 1 h) as a static subgraph header ' +
         '(RemoteGraphQLDataSource.willSendRequest / propagateHeaders), since only the router can sign one per request.';

@@ -54,7 +54,8 @@ function run(plan: LoadPlan, seconds: number, latencies?: number[], requests?: n
       {
         url: plan.url,
         connections: plan.connections,
-        ...(requests ? { amount: requests } : { duration: seconds }),
+        // autocannon wants at least one request per connection.
+        ...(requests ? { amount: Math.max(requests, plan.connections) } : { duration: seconds }),
         method: 'POST',
         headers: { 'content-type': 'application/json', ...plan.headers },
         body: plan.body,

@@ -1,4 +1,4 @@
-import { cpuMs, nodeCommand, processTree, residentBytes, startProcess, type BenchProcess } from './processes.js';
+import { coresOf, coreTicks, cpuMs, nodeCommand, processTree, residentBytes, startProcess, type BenchProcess } from './processes.js';
 
 /** What the load generator process is asked to do. */
 export interface LoadPlan {
@@ -36,14 +36,23 @@ export interface Window extends LoadResult {
   peakRssBytes: number;
   /** CPU time the contender's processes used during the measured window. */
   cpuMs: number;
+  /**
+   * CPU time everything else used on the contender's cores during the window, in ms (other work on
+   * a shared machine): the RPS of a window with much of it is low for reasons of its own.
+   */
+  foreignCpuMs: number;
 }
 
 /** The load generator process, pinned to the load cores, started once for all windows. */
 export class LoadGenerator {
   private readonly process: BenchProcess;
 
-  constructor(cpus: string | undefined) {
+  private readonly sutCores: number[];
+
+  /** @param cpus where the generator runs; @param sutCpus the contenders' cores, watched for other work. */
+  constructor(cpus: string | undefined, sutCpus: string | undefined) {
     this.process = startProcess('load generator', nodeCommand('benchmarks/gateway/load-main.ts'), { cpus, stdin: true });
+    this.sutCores = sutCpus ? coresOf(sutCpus) : [];
   }
 
   /** Runs `plan` against a contender whose process tree starts at `contenderPid`. */
@@ -62,11 +71,15 @@ export class LoadGenerator {
       const started = await measuring;
       if (started.startsWith('{"failed"')) throw new Error((JSON.parse(started) as { failed: string }).failed);
       const cpuAtStart = cpuMs(pids);
+      const coresAtStart = coreTicks(this.sutCores);
       const line = await this.process.line((l) => l.startsWith('{"result"') || l.startsWith('{"failed"'), (plan.seconds + 60) * 1000);
       const used = cpuMs(processTree(contenderPid)) - cpuAtStart;
+      const coresAtEnd = coreTicks(this.sutCores);
+      // Jiffies are 10 ms.
+      const foreignCpuMs = Math.max(0, (coresAtEnd.busy - coresAtStart.busy) * 10 - used);
       if (line.startsWith('{"failed"')) throw new Error((JSON.parse(line) as { failed: string }).failed);
       const { result } = JSON.parse(line) as { result: LoadResult };
-      return { ...result, peakRssBytes, cpuMs: used };
+      return { ...result, peakRssBytes, cpuMs: used, foreignCpuMs };
     } finally {
       clearInterval(sampler);
     }
@@ -101,5 +114,6 @@ export function mergeWindows(windows: readonly Window[]): Window {
     bytes: sum((w) => w.bytes),
     peakRssBytes: Math.max(...windows.map((w) => w.peakRssBytes)),
     cpuMs: sum((w) => w.cpuMs),
+    foreignCpuMs: sum((w) => w.foreignCpuMs),
   };
 }

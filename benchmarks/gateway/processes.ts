@@ -202,3 +202,29 @@ export function pinSelf(cpus: string | undefined): () => void {
     return () => {};
   }
 }
+
+/** The cores of a `taskset -c` list ("0", "0-2", "0,3"). */
+export function coresOf(cpus: string): number[] {
+  const cores: number[] = [];
+  for (const part of cpus.split(',')) {
+    const [from, to] = part.split('-').map(Number);
+    for (let core = from; core <= (to ?? from); core++) cores.push(core);
+  }
+  return cores;
+}
+
+/** Busy and total jiffies of these cores so far (/proc/stat), to tell how busy they were over a window. */
+export function coreTicks(cores: readonly number[]): { busy: number; total: number } {
+  let busy = 0;
+  let total = 0;
+  for (const line of readFileSync('/proc/stat', 'utf8').split('\n')) {
+    const match = /^cpu(\d+) (.*)$/.exec(line);
+    if (!match || !cores.includes(Number(match[1]))) continue;
+    const fields = match[2].trim().split(/\s+/).map(Number);
+    const sum = fields.reduce((a, b) => a + b, 0);
+    // idle and iowait are the 4th and 5th fields.
+    busy += sum - fields[3] - (fields[4] ?? 0);
+    total += sum;
+  }
+  return { busy, total };
+}

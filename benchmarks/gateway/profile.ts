@@ -70,7 +70,7 @@ try {
   const extraFlags = process.argv.filter((arg) => arg.startsWith('--node-flag=')).map((arg) => arg.slice('--node-flag='.length));
   const prepared = await preparePublic(options, dir, 1, [id], [...extraFlags, ...(profiling ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [])]);
   const [contender] = prepared.contenders;
-  const generator = new LoadGenerator(pinning?.load);
+  const generator = new LoadGenerator(pinning?.load, pinning?.sut);
   const window = await generator.run(
     {
       url: contender.url,

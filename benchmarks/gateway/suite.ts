@@ -4,6 +4,14 @@ import { mergeWindows, type LoadGenerator, type Window } from './load.js';
 
 export interface SuiteSettings {
   connections: number;
+  /**
+   * Answers through the first contender before any contender is warmed up, so that the shared
+   * subgraphs (their JIT, connection pools, database caches) are as warm for the first contender
+   * as for the last...
+   */
+  primeRequests: number;
+  /** ...or as many as come in this long. */
+  primeMaxSeconds: number;
   /** Answers before the first measured window of each contender, not counted... */
   warmupRequests: number;
   /** ...or as many as come in this long. */
@@ -71,6 +79,23 @@ export async function runSuite(
     } catch (error) {
       notes.set(contender.id, `no valid answer: ${(error as Error).message}`);
     }
+  }
+
+  if (settings.primeRequests > 0 && contenders.length > 0 && !notes.has(contenders[0].id)) {
+    log(`  warming the subgraphs with ${settings.primeRequests} requests through ${contenders[0].id}`);
+    await generator.run(
+      {
+        url: contenders[0].url,
+        body,
+        headers: contenders[0].clientHeaders,
+        connections: settings.connections,
+        warmupRequests: settings.primeRequests,
+        warmupMaxSeconds: settings.primeMaxSeconds,
+        seconds: 1,
+        keepLatencies: false,
+      },
+      contenders[0].process.child.pid!,
+    );
   }
 
   const windows = new Map<ContenderId, Window[]>();

@@ -93,7 +93,7 @@ interface WindowFigures {
   loadCpu: number | null;
   /** Server CPU time per delivery (µs). */
   serverUsPerDelivery: number | null;
-  /** Share of the window the server's threads waited for a CPU that something else held. */
+  /** Share of the window the server's main thread waited for a CPU that something else held. */
   serverCpuWait: number | null;
   /** Share of one core the other processes on the servers' cores (the subgraphs) used. */
   neighboursCpu: number | null;
@@ -479,6 +479,8 @@ export const run: Section = async (given) => {
       // One user holds every subscriber: each connection and subscribe message counts like a request.
       RATE_LIMIT_PER_MINUTE: String(Math.max(100_000, settings.subscribers * 10)),
       RATE_LIMIT_AUTH_PER_MINUTE: '1000',
+      // One router process, measured by its pid (ROUTER_PROCESSES, where supported, would fork workers).
+      ROUTER_PROCESSES: '1',
       PORT: String(ports.router),
       ...Object.fromEntries(
         (['auth', 'agent', 'memory', 'task'] as const).flatMap((name) => [
@@ -602,7 +604,7 @@ function report(settings: Settings, options: BenchOptions, router: ContenderFigu
     bare: 'graphql-ws/use/ws + graphql-redis-subscriptions RedisPubSub on the same channels and JSON; no auth, no limits, no replay, no federation',
   };
   const waited = (figures: ContenderFigures | null) => (figures?.sustained.serverCpuWait == null ? '?' : `${(figures.sustained.serverCpuWait * 100).toFixed(1)}%`);
-  notes.cpu_wait = `during the 1,000/s windows the router's threads waited for a CPU held by something else ${waited(router)} of the time, the bare server's ${waited(bare)} (from /proc schedstat); more than a few per cent means other work on the machine is in the latency figures`;
+  notes.cpu_wait = `during the 1,000/s windows the router's main thread waited for a CPU held by something else ${waited(router)} of the time, the bare server's ${waited(bare)} (from /proc schedstat); more than a few per cent means other work on the machine is in the latency figures`;
   if (router.status.errors || router.status.closedUnexpectedly) notes.router_errors = `${router.status.errors} errors, ${router.status.closedUnexpectedly} sockets closed: ${router.status.firstError ?? ''}`;
   if (bare && (bare.status.errors || bare.status.closedUnexpectedly)) notes.bare_errors = `${bare.status.errors} errors, ${bare.status.closedUnexpectedly} sockets closed: ${bare.status.firstError ?? ''}`;
   if (router.maxDeliveriesPerS === null) notes.max_events_per_s = `no rate held: ${router.maxNote}`;

@@ -74,6 +74,8 @@ let closedUnexpectedly = 0;
 let closing = false;
 let errors = 0;
 let firstError: string | undefined;
+/** Windows are reported in order: the last one reported. */
+let lastReported = 0;
 
 function noteError(error: unknown): void {
   errors += 1;
@@ -97,7 +99,8 @@ function subscribe(subscriber: Subscriber, query: string): void {
         if (!event) return;
         if (event.sequence > subscriber.lastSequence) subscriber.lastSequence = event.sequence;
         const stamp = readStamp(event.delta);
-        if (!stamp) return;
+        // Stragglers of a window already reported are not counted anywhere.
+        if (!stamp || stamp.window <= lastReported) return;
         const stats = windowOf(stamp.window);
         stats.received += 1;
         (subscriber.federated ? stats.federated : stats.plain).record(receivedAt - stamp.at, receivedAt);
@@ -181,6 +184,7 @@ function resubscribe(every: number): number {
 function report(id: number): WindowReport {
   const stats = windowOf(id);
   windows.delete(id);
+  lastReported = Math.max(lastReported, id);
   return { plain: stats.plain.summary(), federated: stats.federated.summary(), received: stats.received };
 }
 

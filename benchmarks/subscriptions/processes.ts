@@ -4,7 +4,7 @@
  * channel for the load scripts, and their output kept for failure reports.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, readdirSync, readFileSync } from 'node:fs';
+import { createWriteStream, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { resolve } from 'node:path';
 import { Redis } from 'ioredis';
@@ -132,20 +132,13 @@ export function cpuSecondsOf(pid: number): number | null {
 }
 
 /**
- * Milliseconds the process's threads spent runnable but waiting for a CPU (the schedstat of each of its threads in /proc):
- * how much other work on the same cores delayed it. Null once it is gone.
+ * Milliseconds the process's main thread (where JavaScript runs) spent runnable but waiting for a
+ * CPU, from /proc/<pid>/schedstat: how much other work on the same cores delayed it. Null once it
+ * is gone.
  */
 export function cpuWaitMsOf(pid: number): number | null {
   try {
-    let ns = 0;
-    for (const task of readdirSync(`/proc/${pid}/task`)) {
-      try {
-        ns += Number(readFileSync(`/proc/${pid}/task/${task}/schedstat`, 'utf8').split(' ')[1]);
-      } catch {
-        // the thread ended meanwhile
-      }
-    }
-    return ns / 1e6;
+    return Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[1]) / 1e6;
   } catch {
     return null;
   }

@@ -92,6 +92,10 @@ async function submitter(): Promise<void> {
   }
 }
 
+let cpuAtStart = process.cpuUsage();
+let cpuInWindow = { user: 0, system: 0 };
+setTimeout(() => (cpuAtStart = process.cpuUsage()), config.warmupMs);
+setTimeout(() => (cpuInWindow = process.cpuUsage(cpuAtStart)), config.warmupMs + config.windowMs);
 const submitters = Array.from({ length: config.concurrency }, () => submitter());
 await new Promise((r) => setTimeout(r, config.warmupMs + config.windowMs));
 await Promise.race([Promise.all(submitters), new Promise((r) => setTimeout(r, config.drainMs))]);
@@ -108,6 +112,7 @@ process.stdout.write(
     errors,
     firstErrors,
     undrained,
+    loadCpuMsPerTask: latencies.length ? Math.round(((cpuInWindow.user + cpuInWindow.system) / 1000 / latencies.length) * 100) / 100 : 0,
   })}\n`,
 );
 subscriber.disconnect();

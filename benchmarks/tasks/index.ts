@@ -135,7 +135,7 @@ async function runOurs(
   if (process.env.TASKS_BENCH_PROFILE) options.log(`tasks: pids ${[...platform.services, ...platform.workers].map((c) => `${c.name}=${c.child.pid}`).join(' ')}`);
   const metered = meterWindow(meter, sizes);
   const result = await runJsonChild<LoadResult>('tasks load', 'benchmarks/tasks/load.ts', config, options.cpus?.load, sizes.warmupMs + sizes.windowMs + sizes.drainMs + 60_000);
-  const cpu = cpuPerTask(await metered, result.completed);
+  const cpu = { ...cpuPerTask(await metered, result.completed), load: result.loadCpuMsPerTask };
   options.log(
     `tasks: ${workers} worker(s), final event via ${observer}: ${result.tasksPerSecond} tasks/s, p50 ${result.latency.p50} ms, p99 ${result.latency.p99} ms` +
       `${result.errors ? `, ${result.errors} errors (${result.firstErrors[0]})` : ''}${result.failed ? `, ${result.failed} failed` : ''}; CPU ms/task ${JSON.stringify(cpu)}`,
@@ -161,14 +161,14 @@ async function runBare(platform: BenchPlatform, options: BenchOptions, sizes: Si
     }
     const meter = new CpuMeter(() => ({ workers: bareWorkers.map((w) => w.child.pid!) }), databaseOf(platform.databaseUrl));
     const metered = meterWindow(meter, sizes);
-    const result = await runJsonChild<Omit<RunResult, 'cpu'>>(
+    const result = await runJsonChild<Omit<RunResult, 'cpu'> & { loadCpuMsPerTask: number }>(
       'bare load',
       'benchmarks/tasks/bare-load.ts',
       { databaseUrl: platform.databaseUrl, amqpUrl: platform.amqpUrl, redisUrl: REDIS_URL, channelPrefix, concurrency: sizes.concurrency, warmupMs: sizes.warmupMs, windowMs: sizes.windowMs, drainMs: sizes.drainMs, poolMax: 10 },
       options.cpus?.load,
       sizes.warmupMs + sizes.windowMs + sizes.drainMs + 60_000,
     );
-    const cpu = cpuPerTask(await metered, result.completed);
+    const cpu = { ...cpuPerTask(await metered, result.completed), submitter: result.loadCpuMsPerTask };
     options.log(`tasks: bare machinery, ${workers} worker(s): ${result.tasksPerSecond} tasks/s, p50 ${result.latency.p50} ms, p99 ${result.latency.p99} ms; CPU ms/task ${JSON.stringify(cpu)}`);
     return { ...result, cpu };
   } finally {
@@ -251,11 +251,25 @@ export const run: Section = async (options): Promise<SectionResult> => {
       'Bare machinery (no GraphQL, none of our code): per task one INSERT and one persistent publish to a quorum queue with its own confirm (by the submitter, on the load core), one consume with manual ack ' +
       '(prefetch 100), UPDATE to RUNNING, ten Redis PUBLISHes (ioredis enableAutoPipelining; the tenth, SUCCEEDED, after the final UPDATE), UPDATE to SUCCEEDED, ack; 200 in flight; SUCCEEDED seen by PSUBSCRIBE.';
     notes.cpu_ms_per_task =
-      'CPU milliseconds per completed task over the window, per process; PostgreSQL: the backends of the benchmark database; Redis and RabbitMQ: the whole server (other users of the machine included). ' +
+      'CPU milliseconds per completed task over the window, per process; PostgreSQL: the backends of the benchmark database; Redis and RabbitMQ: the whole server (other users of the machine included); ' +
+      '"load": our load generator, "submitter": the bare one (which also inserts and publishes), each on the load core and not in "total". ' +
       `${counts.map((c) => `${c}w ${JSON.stringify(ours[c].cpu)}`).join('; ')}; bare ${JSON.stringify(bare.cpu)}${viaRouter ? `; via router ${JSON.stringify(viaRouter.cpu)}` : ''}`;
     if (options.cpus) notes.pinning = `Platform processes and workers (ours and bare) on cores ${options.cpus.sut}; load generator and bare submitter on core ${options.cpus.load}.`;
     const problems = [...counts.map((c) => ours[c]), bare, ...(viaRouter ? [viaRouter] : [])].filter((r) => r.errors > 0 || r.undrained > 0);
-    if (problems.length) notes.errors = problems.map((r) => `${r.errors} errors (${r.firstErrors.join(' | ')}), ${r.undrained} still in flight after the drain`).join('; ');
+    if (problems.length) {
+      // What the services logged about it (the router logs why a subgraph fetch failed).
+      const logged = platform.services.flatMap((service) =>
+        service
+          .output()
+          .split('\n')
+          .filter((line) => /"level":(50|60)/.test(line))
+          .slice(0, 2)
+          .map((line) => `${service.name}: ${line.slice(0, 400)}`),
+      );
+      notes.errors =
+        problems.map((r) => `${r.errors} errors (${r.firstErrors.join(' | ')}), ${r.undrained} still in flight after the drain`).join('; ') +
+        (logged.length ? `; logged: ${logged.join(' / ')}` : '');
+    }
 
     for (const count of counts) table.push([`tasks, ${count} worker${count > 1 ? 's' : ''}`, `${ours[count].tasksPerSecond}`, `tasks/s, ${summarize(ours[count])}, ${ours[count].cpu.total} ms CPU/task`]);
     table.push([`bare machinery, ${best} worker${best > 1 ? 's' : ''}`, `${bare.tasksPerSecond}`, `tasks/s, ${summarize(bare)}, ${bare.cpu.total} ms CPU/task`]);

@@ -96,6 +96,13 @@ export class TaskEventStream implements AsyncIterableIterator<TaskEvent>, Channe
   private wake: (() => void) | null = null;
   private pulling = false;
   private waiting: (() => void)[] | null = null;
+  /**
+   * A `next()` waiting for the next live event with nothing else pending: {@link deliver} settles
+   * it directly. The common case of a live stream, kept free of an async frame and a second promise
+   * per event (each one lives until the task's next event, long enough to reach the old generation).
+   */
+  private resolveNext: ((result: IteratorResult<TaskEvent>) => void) | null = null;
+  private rejectNext: ((error: unknown) => void) | null = null;
   /** Made only for a stream with a signal (an arrow-function field would cost every stream one). */
   private onAbort: (() => void) | null = null;
 
@@ -116,6 +123,13 @@ export class TaskEventStream implements AsyncIterableIterator<TaskEvent>, Channe
   next(): Promise<IteratorResult<TaskEvent>> {
     // for-await and graphql-js never overlap calls; anyone else waits for the previous one.
     if (this.pulling) return new Promise<void>((resolve) => (this.waiting ??= []).push(resolve)).then(() => this.next());
+    if (this.started && this.listening && !this.done && !this.failure && this.replayIndex >= this.replay.length && this.head >= this.queue.length) {
+      this.pulling = true;
+      return new Promise<IteratorResult<TaskEvent>>((resolve, reject) => {
+        this.resolveNext = resolve;
+        this.rejectNext = reject;
+      });
+    }
     return this.pull();
   }
 
@@ -131,6 +145,15 @@ export class TaskEventStream implements AsyncIterableIterator<TaskEvent>, Channe
 
   deliver(event: TaskEvent): void {
     if (!this.listening || event.sequence <= this.last) return;
+    const resolve = this.resolveNext;
+    if (resolve && event.sequence === this.last + 1) {
+      this.resolveNext = this.rejectNext = null;
+      this.last = event.sequence;
+      if (FINAL_EVENT_TYPES.has(event.type)) this.stop();
+      this.pulled();
+      resolve({ done: false, value: event });
+      return;
+    }
     this.queue.push(event);
     if (this.queue.length - this.head > this.maxBuffered) {
       this.failure = new TaskEventStreamError(
@@ -196,10 +219,15 @@ export class TaskEventStream implements AsyncIterableIterator<TaskEvent>, Channe
       this.stop();
       throw error;
     } finally {
-      this.pulling = false;
-      const next = this.waiting?.shift();
-      if (next) next();
+      this.pulled();
     }
+  }
+
+  /** The current `next()` is answered: the next caller in line may go. */
+  private pulled(): void {
+    this.pulling = false;
+    const next = this.waiting?.shift();
+    if (next) next();
   }
 
   private async start(): Promise<void> {
@@ -242,6 +270,14 @@ export class TaskEventStream implements AsyncIterableIterator<TaskEvent>, Channe
     if (wake) {
       this.wake = null;
       wake();
+    }
+    const resolve = this.resolveNext;
+    if (resolve) {
+      // Anything but the very next event (a gap, a stop, a failure): the full path answers the waiting `next()`.
+      const reject = this.rejectNext!;
+      this.resolveNext = this.rejectNext = null;
+      this.pulling = false;
+      this.pull().then(resolve, reject);
     }
   }
 }

@@ -104,9 +104,11 @@ async function lookUp<T>(url: string, typename: string, selection: string, reque
 }
 
 export function serviceLookups(urls: ServiceUrls, caller: LookupCaller): Lookups {
-  const principalKey = JSON.stringify(caller.principal);
+  // Made per request (most never look anything up): the key only when needed.
+  let principalKey: string | undefined;
+  const request = (id: string): LookupRequest => ({ principalKey: (principalKey ??= JSON.stringify(caller.principal)), caller, id });
   return {
-    agent: (id) => lookUp<AgentSnapshot>(urls.agentUrl, 'Agent', AGENT_SELECTION, { principalKey, caller, id }),
-    session: (id) => lookUp<SessionReference>(urls.memoryUrl, 'Session', SESSION_SELECTION, { principalKey, caller, id }),
+    agent: (id) => lookUp<AgentSnapshot>(urls.agentUrl, 'Agent', AGENT_SELECTION, request(id)),
+    session: (id) => lookUp<SessionReference>(urls.memoryUrl, 'Session', SESSION_SELECTION, request(id)),
   };
 }

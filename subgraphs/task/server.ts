@@ -64,7 +64,7 @@ export async function startTaskSubgraph(
   const broker = deps.broker ?? (await createBroker({ amqpUrl: config.amqpUrl, log }));
   const eventLog =
     deps.eventLog ??
-    createTaskEventLog({ redisUrl: config.redisUrl, prefix: config.eventsPrefix, retentionSeconds: config.eventRetentionSeconds, log });
+    createTaskEventLog({ redisUrl: config.redisUrl, prefix: config.eventsPrefix, retentionSeconds: config.eventRetentionSeconds, autoPipelining: true, log });
   const providerRegistry = createProviderRegistry(config.providers ?? providerConfigFromEnv(process.env));
   const checkProvider = (name: string) => providerRegistry.check(name);
   const relay = new OutboxRelay({ orm, broker, eventLog, log });

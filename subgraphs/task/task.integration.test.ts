@@ -152,6 +152,19 @@ describe('runTask', () => {
     expect(messages.map(({ topic, payload }) => ({ topic, payload }))).toEqual([{ topic: 'task.submitted', payload: { taskId: task.id, attempts: 0 } }]);
   });
 
+  it('queues many tasks sent at once, each with its own row, input and outbox message', async () => {
+    const [mine, bobs] = [await createAgent(alice), await createAgent(bob)];
+    const calls = Array.from({ length: 30 }, (_, i) => (i % 3 === 2 ? run(bob, { agentId: bobs.id, input: `bob ${i}` }) : run(alice, { agentId: mine.id, input: `alice ${i}` })));
+    const responses = await Promise.all(calls);
+    const tasks = responses.map((response) => {
+      expect(response.errors).toBeUndefined();
+      return response.data.runTask;
+    });
+    expect(new Set(tasks.map((task) => task.id)).size).toBe(30);
+    tasks.forEach((task, i) => expect(task).toMatchObject({ input: i % 3 === 2 ? `bob ${i}` : `alice ${i}`, status: 'QUEUED', agent: { id: i % 3 === 2 ? bobs.id : mine.id } }));
+    for (const task of tasks) expect((await outboxOf(task.id)).map((m) => m.payload)).toEqual([{ taskId: task.id, attempts: 0 }]);
+  });
+
   it('answers NOT_FOUND for agents the caller does not own or that do not exist', async () => {
     const bobs = await createAgent(bob);
     for (const agentId of [bobs.id, randomUUID(), 'not-a-uuid']) {

@@ -7,7 +7,8 @@ import { text } from '../../lib/validate.js';
 import { TaskEntity, UNFINISHED_STATUSES, type TaskRow, type TaskStatus } from './entities.js';
 import type { AgentSnapshot, Lookups } from './lookups.js';
 import { TOPIC_CANCELLED, TOPIC_SUBMITTED, writeOutbox, type TaskOutcome } from './execution/outbox.js';
-import { PipelineSql, statement, taskRowOf } from './execution/sql.js';
+import { Batcher } from './execution/batcher.js';
+import { isDataError, PipelineSql, statement, taskRowOf } from './execution/sql.js';
 
 /** Whether the workers can run a provider: null when they can, else the reason (what to configure). */
 export type ProviderCheck = (provider: string) => string | null;
@@ -65,29 +66,61 @@ async function checkSession(lookups: Lookups, sessionId: string, agentId: string
 }
 
 /**
- * The task and its `task.submitted` outbox message in one statement: one round trip and no
- * transaction held open, and both commit or neither. "on conflict do nothing" makes a concurrent
- * call with the same key wait for the first one's commit and then insert neither.
+ * Tasks and their `task.submitted` outbox messages in one statement: one round trip and no
+ * transaction held open for all the runTask calls of an event-loop turn, and each task commits
+ * with its message or neither does. "on conflict do nothing" makes a concurrent call with the same
+ * key (in this statement or another) wait for the first one's commit and then insert neither.
+ * One array per column: id, owner, agent, session, input, provider, model, system prompt,
+ * temperature, max tokens, idempotency key, created at, outbox payload.
  */
-const INSERT_TASK = statement(
+const INSERT_TASKS = statement(
   'insert',
-  `with inserted as (
+  `with input as (
+     select * from unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::text[], $8::text[],
+                          $9::float8[], $10::int[], $11::text[], $12::timestamptz[], $13::text[])
+       as i(id, owner_id, agent_id, session_id, input, provider, model, system_prompt, temperature, max_tokens, idempotency_key, created_at, payload)
+   ), inserted as (
      insert into "task"."tasks"
        (id, owner_id, agent_id, session_id, input, status, provider, model, system_prompt, temperature,
         max_tokens, idempotency_key, created_at, updated_at)
-     values ($1, $2, $3, $4, $5, 'QUEUED', $6, $7, $8, $9, $10, $11, $12, $12)
+     select id, owner_id, agent_id, session_id, input, 'QUEUED', provider, model, system_prompt, temperature,
+            max_tokens, idempotency_key, created_at, created_at
+       from input
      on conflict (owner_id, idempotency_key) where idempotency_key is not null do nothing
      returning *
    ), announced as (
-     insert into "task"."outbox" (task_id, topic, payload, created_at) select id, $13, $14::jsonb, $12 from inserted
+     insert into "task"."outbox" (task_id, topic, payload, created_at)
+     select i.id, '${TOPIC_SUBMITTED}', i.payload::jsonb, i.created_at from input i join inserted t on t.id = i.id
    )
    select * from inserted`,
 );
 
+/** A task to insert: the values of INSERT_TASKS' columns, in order. */
+type NewTask = [string, string, string, string | null, string, string, string, string | null, number | null, number | null, string | null, Date, string];
+
+const inserters = new WeakMap<PipelineSql, Batcher<NewTask, TaskRow | null>>();
+
+/** Inserts through the batch of this pool's current turn; null when the idempotency key was taken. */
+function insertTask(sql: PipelineSql, task: NewTask): Promise<TaskRow | null> {
+  let batcher = inserters.get(sql);
+  if (!batcher) {
+    batcher = new Batcher<NewTask, TaskRow | null>(
+      async (tasks) => {
+        const rows = await sql.query(INSERT_TASKS, task.map((_, column) => tasks.map((t) => t[column])));
+        const inserted = new Map(rows.map((row) => [row.id as string, taskRowOf(row)]));
+        return tasks.map((t) => inserted.get(t[0]) ?? null);
+      },
+      { isolate: isDataError },
+    );
+    inserters.set(sql, batcher);
+  }
+  return batcher.add(task);
+}
+
 /**
  * Queues a task: checks the caller's agent (and session) through their services, copies the
  * agent's settings into the row, and writes the row and its `task.submitted` outbox message in one
- * statement. Returns at once with the task QUEUED.
+ * statement (shared with the calls that arrive at the same time). Returns at once with the task QUEUED.
  */
 export async function runTask(
   em: EntityManager,
@@ -110,7 +143,7 @@ export async function runTask(
 
   const now = new Date();
   const id = randomUUID();
-  const inserted = await PipelineSql.of(em).query(INSERT_TASK, [
+  const inserted = await insertTask(PipelineSql.of(em), [
     id,
     ownerId,
     request.agentId,
@@ -123,15 +156,14 @@ export async function runTask(
     agent.maxTokens,
     request.idempotencyKey,
     now,
-    TOPIC_SUBMITTED,
     JSON.stringify({ taskId: id, attempts: 0 }),
   ]);
-  if (inserted.length === 0) {
+  if (!inserted) {
     // The select sees the winner's row: it committed before our insert gave up.
     const winner = await em.findOneOrFail(TaskEntity, { ownerId, idempotencyKey: request.idempotencyKey }, { refresh: true });
     return sameTaskOrConflict(winner, request);
   }
-  return taskRowOf(inserted[0]);
+  return inserted;
 }
 
 /** The outcome message of a task that just finished (for the outbox). */

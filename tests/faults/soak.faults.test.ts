@@ -27,6 +27,8 @@ type Kind = (typeof MIX)[number];
 const USERS = 4;
 const SAMPLE_EVERY_MS = 5000;
 
+/** Set once the platform is up and seeded: only then do the figures describe a run. */
+let ready = false;
 const report = new ScenarioReport('soak');
 let platform: Platform;
 let db: pg.Client;
@@ -182,6 +184,7 @@ beforeAll(async () => {
     users.push(draft);
   }
   report.note(`Platform: the 4 subgraphs, the router and 2 workers as separate processes; ${USERS} users, each with an echo agent, sessions and an API key.`);
+  ready = true;
 }, 180_000);
 
 afterEach((context) => {
@@ -192,7 +195,8 @@ afterAll(async () => {
   if (SHORT) return;
   await db?.end();
   await platform?.stop();
-  await report.write();
+  // A setup that failed leaves figures that say nothing: marked as stopped early instead.
+  await (ready ? report.write() : report.writeIfStopped());
 });
 
 /**

@@ -63,7 +63,7 @@ const SCENARIOS: { name: string; title: string; what: string }[] = [
 ];
 
 /** Figures shown in the summary table, when a scenario has them. */
-const HEADLINE = ['tasks', 'kills', 'restarts', 'probes', 'hostileInputs', 'lost', 'duplicatedAnswers', 'duplicateFinalEvents', 'duplicates', 'leaks', 'http5xx', 'failedTests'];
+const HEADLINE = ['tasks', 'kills', 'restarts', 'probes', 'hostileInputs', 'lost', 'duplicatedAnswers', 'duplicateFinalEvents', 'duplicates', 'leaks', 'http5xx', 'failedTests', 'stoppedEarly'];
 
 function run(command: string, args: string[], timeoutMs = 15_000): Promise<string | undefined> {
   return new Promise((done) => {

@@ -229,9 +229,14 @@ export class OutboxRelay {
     const final = FINAL_BY_TOPIC[topic];
     if (final) {
       const outcome = payload as unknown as TaskOutcome;
-      // Usually the finishing process appended it already; then this is refused and harmless.
-      await eventLog.append(taskId, { type: final, attempt: Math.max(1, outcome.attempt), delta: final === 'FAILED' ? outcome.error : null }, { minSequence: outcome.lastSequence });
-      archive.push(...(await finishedEvents(eventLog, taskId)));
+      // Usually the finishing process appended the final event already: the read for the archive
+      // shows it, and the append is skipped (it would be refused).
+      let events = await finishedEvents(eventLog, taskId);
+      if (events.length === 0) {
+        await eventLog.append(taskId, { type: final, attempt: Math.max(1, outcome.attempt), delta: final === 'FAILED' ? outcome.error : null }, { minSequence: outcome.lastSequence });
+        events = await finishedEvents(eventLog, taskId);
+      }
+      archive.push(...events);
     }
     await broker.publishEvent(topic, payload, { messageId: `${topic}:${taskId}` });
   }

@@ -12,7 +12,7 @@ import { entities } from '../entities.js';
 import { migrations } from '../migrations.js';
 import { AbortError, ProviderError, type CompletionRequest, type LlmProvider, type StreamChunk } from '../providers/types.js';
 import { cancelTask } from '../tasks.js';
-import { OutboxRelay, TOPIC_SUBMITTED, writeOutbox } from './outbox.js';
+import { OutboxRelay, TOPIC_SUBMITTED, TOPIC_SUCCEEDED, writeOutbox } from './outbox.js';
 import { TaskWorker, type ProviderAccess } from './worker.js';
 
 /**
@@ -378,5 +378,40 @@ describe('outbox relay', () => {
     for (let i = 0; i < 100 && (await unpublished()).length > 0; i++) await sleep(20);
     expect(await unpublished()).toEqual([]);
     expect(sent.filter((id) => id === ids[3])).toHaveLength(2);
+  });
+
+  it('appends the final event a finishing worker could not, and archives the log', async () => {
+    const broker = createInProcessBroker();
+    const eventLog = createMemoryTaskEventLog({ retentionSeconds: 3600 });
+    const relay = new OutboxRelay({ orm, broker, eventLog, log, pollMs: 50 });
+    disposers.push(async () => {
+      await relay.stop();
+      await broker.close();
+      await eventLog.close();
+    });
+    const id = randomUUID();
+    const em = orm.em.fork();
+    await em.execute(
+      `insert into "task"."tasks" (id, owner_id, agent_id, input, status, provider, model, output, attempts, created_at, updated_at, finished_at)
+       values (?, ?, ?, 'x', 'SUCCEEDED', 'scripted', 'm', 'done', 1, now(), now(), now())`,
+      [id, owner, randomUUID()],
+    );
+    // The worker committed its outcome and died before appending SUCCEEDED.
+    await eventLog.appendMany(id, [
+      { type: 'QUEUED', attempt: 1 },
+      { type: 'STARTED', attempt: 1 },
+      { type: 'TOKEN', attempt: 1, delta: 'done' },
+    ]);
+    await writeOutbox(em, id, TOPIC_SUCCEEDED, { taskId: id, ownerId: owner, status: 'SUCCEEDED', attempt: 1, output: 'done', error: null, lastSequence: 3 });
+    await relay.start();
+    const events = await finalEvents(eventLog, id);
+    expect(events.map((e) => [e.sequence, e.type])).toEqual([[1, 'QUEUED'], [2, 'STARTED'], [3, 'TOKEN'], [4, 'SUCCEEDED']]);
+    for (let i = 0; i < 50; i++) {
+      const archived = await orm.em.fork().execute(`select count(*)::int as n from "task"."task_events" where task_id = ?`, [id]);
+      if (archived[0].n === 4) break;
+      await sleep(50);
+    }
+    const archived = await orm.em.fork().execute<{ type: string }[]>(`select type from "task"."task_events" where task_id = ? order by sequence`, [id]);
+    expect(archived.map((e: { type: string }) => e.type)).toEqual(['QUEUED', 'STARTED', 'TOKEN', 'SUCCEEDED']);
   });
 });

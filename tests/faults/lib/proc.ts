@@ -44,3 +44,17 @@ export function errorLogs(processes: { name: string; output: () => string }[], m
   }
   return lines.slice(-maxLines).join('\n');
 }
+
+/**
+ * The RSS (MiB) a process settles to once idle: sampled every 500 ms for `forMs`, the lowest value.
+ * One sample right after a burst depends on where the garbage collector happens to be; V8 shrinks
+ * the heap within seconds of the allocation rate dropping.
+ */
+export async function settledRssMib(pid: number, forMs = 6000): Promise<number> {
+  let lowest = rssMib(pid);
+  for (let waited = 0; waited < forMs; waited += 500) {
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    lowest = Math.min(lowest, rssMib(pid));
+  }
+  return lowest;
+}
