@@ -3,8 +3,9 @@
  * standalone HTTP server, default settings, as upstream's benchmark runs it.
  *
  * Environment: SUPERGRAPH_PATH, PORT, PROCESSES (node:cluster workers when above 1; default 1),
- * SUBGRAPH_HEADERS (JSON object of headers added to every subgraph fetch through the gateway's own
- * data-source hook: our platform's subgraphs want the router's proof, which this gateway cannot make).
+ * SUBGRAPH_HEADERS_FILE (a JSON object of headers added to every subgraph fetch through the
+ * gateway's own data-source hook, read at the first fetch: our platform's subgraphs want the
+ * router's proof, which this gateway cannot make, and it exists only once the data is seeded).
  */
 // tsx turns on source-mapped stack traces; upstream runs this gateway as plain JavaScript, and its
 // HTTP client (agent-base) reads `new Error().stack` on every fetch, so keep that as cheap as there.
@@ -29,14 +30,16 @@ if (cluster.isPrimary && processes > 1) {
   });
 } else {
   const supergraphSdl = readFileSync(process.env.SUPERGRAPH_PATH ?? 'supergraph.graphql', 'utf8');
-  const headers = process.env.SUBGRAPH_HEADERS ? (JSON.parse(process.env.SUBGRAPH_HEADERS) as Record<string, string>) : undefined;
+  const headersFile = process.env.SUBGRAPH_HEADERS_FILE;
+  let headers: Record<string, string> | undefined;
   const gateway = new ApolloGateway({
     supergraphSdl,
-    ...(headers && {
+    ...(headersFile && {
       buildService: ({ url }) =>
         new RemoteGraphQLDataSource({
           url,
           willSendRequest({ request }) {
+            headers ??= JSON.parse(readFileSync(headersFile, 'utf8')) as Record<string, string>;
             for (const [name, value] of Object.entries(headers)) request.http?.headers.set(name, value);
           },
         }),

@@ -24,8 +24,11 @@ export interface ContenderSetup {
   cpus: string | undefined;
   /** Processes per contender (node:cluster workers / Hive's --fork). */
   processes: number;
-  /** Added to every subgraph fetch by the gateways that cannot sign our proof (our own supergraph only). */
-  subgraphHeaders?: Record<string, string>;
+  /**
+   * A JSON file of headers the gateways that cannot sign our proof add to every subgraph fetch,
+   * read at their first fetch (our own supergraph only; written once the data is seeded).
+   */
+  subgraphHeadersFile?: string;
   /** Extra node flags for every contender (`--cpu-prof` when profiling). */
   nodeFlags?: readonly string[];
 }
@@ -87,7 +90,7 @@ function routerProcess(id: 'router' | 'router_auth', setup: ContenderSetup, rout
 /** Starts one contender on a free port and waits until it answers `{ __typename }`. */
 export async function startContender(id: ContenderId, setup: ContenderSetup, router: RouterSetup): Promise<RunningContender> {
   const port = await freePort();
-  const headersEnv: Record<string, string> = setup.subgraphHeaders ? { SUBGRAPH_HEADERS: JSON.stringify(setup.subgraphHeaders) } : {};
+  const headersEnv: Record<string, string> = setup.subgraphHeadersFile ? { SUBGRAPH_HEADERS_FILE: setup.subgraphHeadersFile } : {};
   let process: BenchProcess;
   let label: string;
   let clientHeaders: Record<string, string> = {};
@@ -125,7 +128,7 @@ export async function startContender(id: ContenderId, setup: ContenderSetup, rou
           String(port),
           '--fork',
           String(setup.processes),
-          ...(setup.subgraphHeaders ? ['--config-path', HIVE_CONFIG] : []),
+          ...(setup.subgraphHeadersFile ? ['--config-path', HIVE_CONFIG] : []),
         ],
         { cpus: setup.cpus, env: { ...BASE_ENV, ...headersEnv } },
       );

@@ -20,15 +20,15 @@ import { coresOf, nodeCommand, pinSelf, startProcess, stopAll, type BenchProcess
 import { PUBLIC_SUBGRAPHS, type PublicSubgraphName } from './public/subgraphs.js';
 import { composePublicSupergraph, HEAVY_QUERY } from './public/workload.js';
 import { LoadGenerator } from './load.js';
-import { runSuite, type SuiteOutcome, type SuiteSettings } from './suite.js';
+import { runSuite, type SubgraphTraffic, type SuiteOutcome, type SuiteSettings } from './suite.js';
 
 const FULL = {
   public: { connections: 50, primeRequests: 0, primeMaxSeconds: 0, warmupRequests: 500, warmupMaxSeconds: 10, seconds: 8, rounds: 3 },
   own: { connections: 50, primeRequests: 600, primeMaxSeconds: 15, warmupRequests: 100, warmupMaxSeconds: 5, seconds: 6, rounds: 2 },
 } satisfies Record<string, SuiteSettings>;
 const QUICK = {
-  public: { connections: 50, primeRequests: 0, primeMaxSeconds: 0, warmupRequests: 100, warmupMaxSeconds: 2, seconds: 4, rounds: 1 },
-  own: { connections: 50, primeRequests: 200, primeMaxSeconds: 5, warmupRequests: 50, warmupMaxSeconds: 1, seconds: 3, rounds: 1 },
+  public: { connections: 50, primeRequests: 0, primeMaxSeconds: 0, warmupRequests: 100, warmupMaxSeconds: 2, seconds: 3, rounds: 1 },
+  own: { connections: 50, primeRequests: 200, primeMaxSeconds: 3, warmupRequests: 50, warmupMaxSeconds: 1, seconds: 2, rounds: 1 },
 } satisfies Record<string, SuiteSettings>;
 
 /** Far above what one run sends, so that the limit never refuses but is counted on every request. */
@@ -51,9 +51,13 @@ function signAccessToken(privateKey: string, userId: string): string {
 
 /** Figures of one suite under `prefix`, rows for the table, notes. */
 function report(outcome: SuiteOutcome, prefix: string, cores: number, figures: Figures, notes: Notes, rows: Row[]): void {
-  for (const { id, label, window, note } of outcome.contenders) {
+  for (const { id, label, window, note, traffic } of outcome.contenders) {
     const key = `${prefix}${id}`;
     if (note) notes[`${key}_rps`] = note;
+    if (traffic) {
+      figures[`${key}_subgraph_fetches_per_request`] = round1(traffic.requests);
+      figures[`${key}_subgraph_kb_per_request`] = round1((traffic.bytesIn + traffic.bytesOut) / 1024);
+    }
     if (!window) {
       for (const suffix of ['rps', 'p50_ms', 'p95_ms', 'p99_ms', 'rss_mb', 'errors', 'cpu_ms_per_request', 'foreign_cpu_pct']) figures[`${key}_${suffix}`] = null;
       rows.push([`${label}`, 'n/a', note ?? 'not measured']);
@@ -75,7 +79,9 @@ function report(outcome: SuiteOutcome, prefix: string, cores: number, figures: F
       `${rps.toFixed(1)} RPS`,
       `p50/p95/p99 ${window.p50Ms.toFixed(0)}/${window.p95Ms.toFixed(0)}/${window.p99Ms.toFixed(0)} ms, ` +
         `peak RSS ${(window.peakRssBytes / 2 ** 20).toFixed(0)} MB, ${figures[`${key}_cpu_ms_per_request`]} CPU ms/req, ` +
-        `errors ${failed}, other work on its cores ${foreign}%${note ? ` (${note})` : ''}`,
+        `errors ${failed}, other work on its cores ${foreign}%` +
+        (traffic ? `; alone: ${round1(traffic.requests)} subgraph fetches, ${round1((traffic.bytesIn + traffic.bytesOut) / 1024)} KB to and from subgraphs` : '') +
+        (note ? ` (${note})` : ''),
     ]);
   }
   const ratio = (a: string, b: string, key: string, label: string) => {
@@ -101,6 +107,8 @@ export interface Prepared {
   caption: string;
   /** Stops what is not a process (a database). */
   cleanup: () => Promise<void>;
+  /** The subgraphs' request and byte counters, summed (public workload only). */
+  traffic?: () => Promise<SubgraphTraffic>;
 }
 
 /**
@@ -136,8 +144,14 @@ export async function preparePublic(
   return {
     contenders,
     body: JSON.stringify({ query: HEAVY_QUERY }),
-    caption: 'per answer; 16 subgraph fetches (Apollo planner)',
+    caption: 'per answer; 16 subgraph fetches in Apollo\'s query plan',
     cleanup: async () => {},
+    traffic: async () => {
+      const counts = await Promise.all(
+        PUBLIC_SUBGRAPHS.map(async (name) => (await (await fetch(`http://127.0.0.1:${ports[name]}/stats`)).json()) as SubgraphTraffic),
+      );
+      return counts.reduce((a, b) => ({ requests: a.requests + b.requests, bytesIn: a.bytesIn + b.bytesIn, bytesOut: a.bytesOut + b.bytesOut }));
+    },
   };
 }
 
@@ -157,20 +171,18 @@ export async function prepareOwn(options: BenchOptions, dir: string, processes: 
       authHeaders: {},
       env: own.routerEnv,
     };
-    const setup: ContenderSetup = { supergraphPath, cpus: options.cpus?.sut, processes };
+    const subgraphHeadersFile = join(dir, 'own-subgraph-headers.json');
+    const setup: ContenderSetup = { supergraphPath, cpus: options.cpus?.sut, processes, subgraphHeadersFile };
+    // The contenders start while the subgraphs do (none fetches before the first query).
+    const [[routerOpen, routerAuth, apollo, hive]] = await Promise.all([startAll(setup, router), own.ready]);
     // The router with limits on seeds the data; the user it creates is who every contender reads as.
-    const [routerAuth] = await startAll(setup, router, ['router_auth']);
     const seeded = await seed(routerAuth.url);
     const bearer = { authorization: `Bearer ${seeded.accessToken}` };
     routerAuth.clientHeaders = bearer;
-    router.openHeaders = bearer;
+    routerOpen.clientHeaders = bearer;
     // The gateways that cannot sign our proof get one signed here, valid for the run, as a static header.
     const proof = signPrincipalProof({ kind: 'user', userId: seeded.userId, scopes: [...SCOPES] }, own.internalSecret, 'bench-static-proof', 3600);
-    const [routerOpen, apollo, hive] = await startAll({ ...setup, subgraphHeaders: { [PRINCIPAL_HEADER]: proof } }, router, [
-      'router',
-      'apollo_gateway',
-      'hive_gateway',
-    ]);
+    writeFileSync(subgraphHeadersFile, JSON.stringify({ [PRINCIPAL_HEADER]: proof }));
     routerOpen.label = 'router, JWT, limits off';
     options.log('gateway: our supergraph ready');
     return {
@@ -226,7 +238,7 @@ export const run: Section = async (options) => {
       }
       log(`gateway: measuring the ${title}`);
       try {
-        const outcome = await runSuite(ready.value.contenders, ready.value.body, suiteSettings, generator, log);
+        const outcome = await runSuite(ready.value.contenders, ready.value.body, suiteSettings, generator, log, ready.value.traffic);
         table.push([title, outcome.answerBytes === null ? '' : `${(outcome.answerBytes / 1024).toFixed(1)} KB`, ready.value.caption]);
         report(outcome, prefix, processes, figures, notes, table);
       } catch (error) {

@@ -25,10 +25,19 @@ export interface SuiteSettings {
   rounds: number;
 }
 
+/** Requests and bytes the subgraphs have seen so far (when they count them). */
+export interface SubgraphTraffic {
+  requests: number;
+  bytesIn: number;
+  bytesOut: number;
+}
+
 export interface ContenderOutcome {
   id: ContenderId;
   label: string;
   window: Window | null;
+  /** Subgraph traffic of one answer alone (no other request in flight to share with), when `traffic` was given. */
+  traffic?: SubgraphTraffic;
   /** Why there is no window, or what is wrong with the answers. */
   note?: string;
 }
@@ -61,6 +70,7 @@ export async function runSuite(
   settings: SuiteSettings,
   generator: LoadGenerator,
   log: (line: string) => void,
+  traffic?: () => Promise<SubgraphTraffic>,
 ): Promise<SuiteOutcome> {
   const notes = new Map<ContenderId, string>();
   let reference: unknown;
@@ -78,6 +88,23 @@ export async function runSuite(
       }
     } catch (error) {
       notes.set(contender.id, `no valid answer: ${(error as Error).message}`);
+    }
+  }
+
+  // What one answer costs in subgraph fetches and bytes, each contender alone (before any load).
+  const alone = new Map<ContenderId, SubgraphTraffic>();
+  if (traffic) {
+    const samples = 10;
+    for (const contender of contenders) {
+      if (notes.has(contender.id)) continue;
+      const before = await traffic();
+      for (let i = 0; i < samples; i++) await answerOf(contender, body);
+      const after = await traffic();
+      alone.set(contender.id, {
+        requests: (after.requests - before.requests) / samples,
+        bytesIn: (after.bytesIn - before.bytesIn) / samples,
+        bytesOut: (after.bytesOut - before.bytesOut) / samples,
+      });
     }
   }
 
@@ -132,7 +159,7 @@ export async function runSuite(
     contenders: contenders.map((contender) => {
       const measured = windows.get(contender.id);
       const note = [notes.get(contender.id), failures.get(contender.id)].filter(Boolean).join('; ') || undefined;
-      return { id: contender.id, label: contender.label, window: measured ? mergeWindows(measured) : null, note };
+      return { id: contender.id, label: contender.label, window: measured ? mergeWindows(measured) : null, traffic: alone.get(contender.id), note };
     }),
   };
 }

@@ -107,16 +107,18 @@ function wsObserver(): { observe: Observer; close: () => Promise<void> } {
       new Promise((resolve, reject) => {
         const client = clients[next++ % clients.length];
         let final = '';
+        let last = 'none';
         client.subscribe<{ taskEvents: { sequence: number; type: string } }>(
           { query: TASK_EVENTS, variables: { id: taskId } },
           {
             next: (result) => {
               if (result.errors) reject(new Error(result.errors[0].message));
               const type = result.data?.taskEvents.type;
+              if (type) last = `${result.data!.taskEvents.sequence} ${type}`;
               if (type === 'SUCCEEDED' || type === 'FAILED' || type === 'CANCELLED') final = type;
             },
             error: (error) => reject(error instanceof Error ? error : new Error(JSON.stringify(error))),
-            complete: () => (final ? resolve(final) : reject(new Error('subscription completed without a final event'))),
+            complete: () => (final ? resolve(final) : reject(new Error(`subscription of ${taskId} completed without a final event (last: ${last})`))),
           },
         );
       }),

@@ -24,6 +24,8 @@ export interface OwnSubgraphs {
   routerEnv: Record<string, string>;
   internalSecret: string;
   processes: BenchProcess[];
+  /** Resolves once every subgraph answers /readyz (rejects if one does not). */
+  ready: Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -66,7 +68,10 @@ function composeOwn(urls: Record<SubgraphName, string>): string {
   return result.supergraphSdl;
 }
 
-/** Starts the four subgraphs on a fresh database, pinned to `cpus`; `stop()` also drops the database. */
+/**
+ * Starts the four subgraphs on a fresh database, pinned to `cpus`, and returns at once with the
+ * supergraph routed to them (`ready` tells when they answer); `stop()` also drops the database.
+ */
 export async function startOwnSubgraphs(jwt: { privateKey: string; publicKey: string }, cpus: string | undefined): Promise<OwnSubgraphs> {
   const db = await createTestDatabase('bench_gateway');
   const internalSecret = randomBytes(32).toString('hex');
@@ -94,16 +99,19 @@ export async function startOwnSubgraphs(jwt: { privateKey: string; publicKey: st
       env[SUBGRAPHS[name].portVar] = String(port);
       env[SUBGRAPHS[name].urlVar] = urls[name];
     }
+    const supergraphSdl = composeOwn(urls);
     // Each applies its own migrations to the shared database at start, as under Compose.
-    await Promise.all(
+    const ready = Promise.all(
       NAMES.map((name) => {
         const service = startProcess(`${name} subgraph`, nodeCommand(`subgraphs/${name}/main.ts`), { cpus, env });
         processes.push(service);
         return waitUntil(`${name} subgraph`, async () => (await fetch(`${urls[name]}/readyz`, { signal: AbortSignal.timeout(1000) })).ok, service);
       }),
-    );
+    ).then(() => undefined);
+    // Whoever awaits it sees the failure; this keeps it from being an unhandled rejection meanwhile.
+    ready.catch(() => undefined);
     const routerEnv = Object.fromEntries(NAMES.map((name) => [SUBGRAPHS[name].urlVar, urls[name]]));
-    return { urls, supergraphSdl: composeOwn(urls), routerEnv, internalSecret, processes, stop };
+    return { urls, supergraphSdl, routerEnv, internalSecret, processes, ready, stop };
   } catch (error) {
     await stop();
     throw error;

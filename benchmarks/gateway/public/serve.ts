@@ -2,7 +2,8 @@
  * The public workload's four subgraphs in one process, each on its own port:
  * `node --import tsx benchmarks/gateway/public/serve.ts accounts=4201 inventory=4202 ...`.
  * Prints one JSON line `{"ready":{...ports}}` when all listen. POST /graphql (JSON in, JSON out),
- * GET /healthz. Headers are ignored, the router's principal proof included.
+ * GET /healthz, GET /stats (requests and bytes so far). Headers are ignored, the router's principal
+ * proof included.
  *
  * The data is static, so an answer depends on the request body alone: answers are kept by body
  * (bounded), which makes a subgraph fetch cost a map lookup for every contender alike and leaves
@@ -53,14 +54,23 @@ async function answer(schema: GraphQLSchema, body: string): Promise<{ status: nu
 function serve(name: PublicSubgraphName, port: number): Promise<number> {
   const schema = publicSubgraphSchema(name);
   const answers = new Map<string, Buffer>();
+  // What gateways send, for comparing how many fetches and bytes an answer costs them (GET /stats).
+  const stats = { requests: 0, bytesIn: 0, bytesOut: 0 };
   const server = createServer((req, res) => {
     if (req.method === 'GET' && req.url === '/healthz') return send(res, 200, JSON.stringify({ status: 'ok', service: name }));
+    if (req.method === 'GET' && req.url === '/stats') return send(res, 200, JSON.stringify(stats));
     if (req.method !== 'POST' || req.url?.split('?')[0] !== '/graphql') return send(res, 404, '{"errors":[{"message":"Not found"}]}');
     readBody(req).then(
       async (body) => {
+        stats.requests++;
+        stats.bytesIn += Buffer.byteLength(body);
         const cached = answers.get(body);
-        if (cached) return send(res, 200, cached);
+        if (cached) {
+          stats.bytesOut += cached.length;
+          return send(res, 200, cached);
+        }
         const result = await answer(schema, body);
+        stats.bytesOut += result.body.length;
         if (result.cacheable) {
           if (answers.size >= MAX_CACHED_ANSWERS) answers.clear();
           answers.set(body, result.body);
