@@ -6,6 +6,7 @@ import { ApolloServer } from '@apollo/server';
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
 import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
 import { ApolloServerPluginLandingPageLocalDefault } from '@apollo/server/plugin/landingPage/default';
+import { expressMiddleware } from '@as-integrations/express5';
 import { GraphQLError } from 'graphql';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
@@ -16,7 +17,6 @@ import { PRINCIPAL_HEADER, type Principal } from '../lib/principal.js';
 import type { RunningServer } from '../lib/subgraph-server.js';
 import { createTaskEventLog } from '../lib/task-events/index.js';
 import type { TaskEventLog } from '../lib/task-events/types.js';
-import { apolloHandler } from './apollo-handler.js';
 import { Authenticator, principalId } from './authenticate.js';
 import type { RouterConfig } from './config.js';
 import type { RequestRecord, RouterContext } from './context.js';
@@ -307,7 +307,7 @@ export async function startRouter(config: RouterConfig, deps: RouterDeps = {}): 
     express.json({ limit: config.maxBodyBytes, verify: verifyUtf8 }),
     refuseBatches,
     refuseDeepBodies,
-    apolloHandler(apollo, { context }),
+    expressMiddleware(apollo, { context }),
   );
   app.use((_req, res) => sendError(res, 404, 'NOT_FOUND', 'Not found: GraphQL is served at /graphql.'));
   app.use(bodyErrors);
