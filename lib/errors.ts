@@ -65,6 +65,15 @@ export function maskError(log: Logger, formatted: GraphQLFormattedError, error: 
     const { stacktrace: _stack, exception: _exception, http: _http, ...extensions } = formatted.extensions ?? {};
     return { message: formatted.message, locations: formatted.locations, path: formatted.path, extensions };
   }
+  if (isUnavailable(error)) {
+    log.warn({ err: error, path: formatted.path }, 'a dependency was unavailable');
+    return {
+      message: 'A service this request needs is unavailable right now; try again shortly.',
+      locations: formatted.locations,
+      path: formatted.path,
+      extensions: { code: 'SERVICE_UNAVAILABLE' },
+    };
+  }
   log.error({ err: error, path: formatted.path }, 'internal error masked');
   return {
     message: 'Internal server error.',
@@ -72,4 +81,27 @@ export function maskError(log: Logger, formatted: GraphQLFormattedError, error: 
     path: formatted.path,
     extensions: { code: 'INTERNAL_SERVER_ERROR' },
   };
+}
+
+/** PostgreSQL SQLSTATEs that mean "not now" rather than "wrong": connection exceptions (class 08), shutdowns, too many clients. */
+const UNAVAILABLE_SQLSTATE = /^(08...|57P0[123]|53300)$/;
+const UNAVAILABLE_ERRNO = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND']);
+const UNAVAILABLE_MESSAGE = /Connection terminated|connection error and is not queryable|timeout exceeded when trying to connect|Client was closed and is not queryable/;
+
+/**
+ * True when an error (or what it wraps: GraphQL's originalError, MikroORM's DriverException,
+ * `cause`) says the database could not be reached or dropped the connection: the caller should try
+ * again (SERVICE_UNAVAILABLE), nothing was wrong with the request.
+ */
+export function isUnavailable(error: unknown): boolean {
+  let current: unknown = error;
+  for (let depth = 0; depth < 6 && current && typeof current === 'object'; depth++) {
+    const { code, name, message } = current as { code?: unknown; name?: unknown; message?: unknown };
+    if (typeof code === 'string' && (UNAVAILABLE_SQLSTATE.test(code) || UNAVAILABLE_ERRNO.has(code))) return true;
+    if (name === 'ConnectionException') return true;
+    if (typeof message === 'string' && UNAVAILABLE_MESSAGE.test(message)) return true;
+    const next = current as { originalError?: unknown; cause?: unknown; previous?: unknown };
+    current = next.originalError ?? next.previous ?? next.cause;
+  }
+  return false;
 }

@@ -1,8 +1,20 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
+/**
+ * How long our servers keep an idle keep-alive connection: longer than the pools of their clients
+ * (the router's subgraph fetcher drops idle sockets after 30 s, fetch/undici after 4 s) and than
+ * the 60 s of common load balancers. Whoever closes an idle connection must be the client: when the
+ * server does (Node's default is 5 s), a request the client sends on that socket at the same moment
+ * fails with ECONNRESET, which the router then answers as SERVICE_UNAVAILABLE.
+ */
+export const SERVER_KEEP_ALIVE_MS = 65_000;
+
 /** Listens and resolves with the bound port (0 picks a free one). */
 export function listen(server: Server, port: number, host: string): Promise<number> {
+  server.keepAliveTimeout = SERVER_KEEP_ALIVE_MS;
+  // Above keepAliveTimeout, as Node requires for a request that arrives at the end of the idle time.
+  server.headersTimeout = SERVER_KEEP_ALIVE_MS + 1000;
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {

@@ -3,6 +3,9 @@ import { ConfigError, envBool, envInt, envSecret, envUrl, readCommonConfig, subg
 import { decodeCursor, encodeCursor, pageSize, toConnection } from './pagination.js';
 import { requireScope, signPrincipalProof, verifyPrincipalProof } from './principal.js';
 import jwt from 'jsonwebtoken';
+import { GraphQLError } from 'graphql';
+import { pino } from 'pino';
+import { maskError } from './errors.js';
 
 const secret = 's'.repeat(40);
 
@@ -75,5 +78,21 @@ describe('router proof', () => {
     expect(requireScope({ kind: 'user', userId: 'u', scopes: ['tasks:read'] }, 'tasks:read')).toBe('u');
     expect(() => requireScope({ kind: 'api_key', userId: 'u', apiKeyId: 'k', scopes: ['tasks:read'] }, 'tasks:write')).toThrow(/tasks:write/);
     expect(() => requireScope({ kind: 'anonymous', scopes: [] }, 'tasks:read')).toThrow(/Authentication required/);
+  });
+});
+
+describe('error masking', () => {
+  const log = pino({ level: 'silent' });
+  const formatted = (error: unknown) => maskError(log, { message: String((error as Error).message), extensions: {} }, new GraphQLError('x', { originalError: error as Error }));
+
+  it('answers SERVICE_UNAVAILABLE when the database is unreachable or dropped the connection, masked otherwise', () => {
+    const terminated = Object.assign(new Error('terminating connection due to administrator command'), { code: '57P01' });
+    const refused = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' });
+    const wrapped = Object.assign(new Error('driver failed'), { name: 'DriverException', previous: new Error('Connection terminated unexpectedly') });
+    for (const error of [terminated, refused, wrapped]) {
+      expect(formatted(error)).toEqual({ message: 'A service this request needs is unavailable right now; try again shortly.', extensions: { code: 'SERVICE_UNAVAILABLE' } });
+    }
+    const bug = Object.assign(new Error('duplicate key value violates unique constraint "users_email_key" at /app/x.ts'), { code: '23505' });
+    expect(formatted(bug)).toEqual({ message: 'Internal server error.', extensions: { code: 'INTERNAL_SERVER_ERROR' } });
   });
 });

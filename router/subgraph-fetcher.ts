@@ -85,9 +85,14 @@ interface Target {
   path: string;
 }
 
+/** How long a pooled connection to a subgraph may stay idle (below lib/http.ts SERVER_KEEP_ALIVE_MS). */
+export const FREE_SOCKET_IDLE_MS = 30_000;
+
 export function createSubgraphFetcher(options: SubgraphFetcherOptions = {}): SubgraphFetcher {
   const timeoutMs = options.timeoutMs ?? 30_000;
-  const agentOptions = { keepAlive: true, maxSockets: options.maxSockets ?? 256, scheduling: 'lifo' as const };
+  // An idle pooled socket is closed by us after FREE_SOCKET_IDLE_MS, before the subgraph's server
+  // would (SERVER_KEEP_ALIVE_MS): never a request on a socket the other side is closing.
+  const agentOptions = { keepAlive: true, maxSockets: options.maxSockets ?? 256, scheduling: 'lifo' as const, timeout: FREE_SOCKET_IDLE_MS };
   const httpAgent = new http.Agent(agentOptions);
   const httpsAgent = new https.Agent(agentOptions);
   // A router talks to a handful of subgraph URLs: each is parsed once.

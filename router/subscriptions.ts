@@ -353,26 +353,29 @@ export function startSubscriptionServer(options: SubscriptionServerOptions): Sub
   // Each keep-alive period is walked in slices (up to 30, 100 ms apart at least): pinging 10,000
   // sockets, and reading their 10,000 pongs, at one instant would stall every subscription for
   // hundreds of milliseconds each period.
+  // A round walks a copy of the socket list, dropped when the round ends: an iterator over
+  // wss.clients kept between slices would pin every table the Set has outgrown since, and with them
+  // every socket deleted from it (seen as closed WebSockets piling up in the heap).
   const slices = Math.min(HEARTBEAT_SLICES, Math.max(1, Math.floor(settings.keepAliveMs / 100)));
-  let round: Iterator<WebSocket> | undefined;
+  let round: WebSocket[] | undefined;
+  let next = 0;
   let perSlice = 0;
   const heartbeat =
     settings.keepAliveMs > 0
       ? setInterval(() => {
           if (!round) {
-            round = wss.clients.values();
-            perSlice = Math.ceil(wss.clients.size / slices);
+            round = [...wss.clients];
+            next = 0;
+            perSlice = Math.ceil(round.length / slices);
           }
-          for (let i = 0; i < perSlice; i++) {
-            const step = round.next();
-            if (step.done) {
-              round = undefined;
-              break;
-            }
-            const socket = step.value;
+          const end = Math.min(round.length, next + perSlice);
+          for (; next < end; next++) {
+            const socket = round[next];
+            if (socket.readyState !== socket.OPEN) continue; // closed since the round began
             if (!alive.delete(socket)) socket.terminate();
-            else if (socket.readyState === socket.OPEN) socket.ping();
+            else socket.ping();
           }
+          if (next >= round.length) round = undefined;
         }, settings.keepAliveMs / slices).unref()
       : undefined;
 

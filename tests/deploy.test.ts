@@ -31,6 +31,8 @@ describe('deployment manifests', () => {
       }
     }
     expect(compose.services.router.ports).toEqual(['8000:8000']);
+    // The router's young generation, as the subscription benchmark runs it (BENCHMARKS.md).
+    expect(compose.services.router.environment.NODE_OPTIONS).toBe('--max-semi-space-size=64');
   });
 
   it('the Kubernetes manifests parse and run the same processes with probes', () => {
@@ -43,6 +45,8 @@ describe('deployment manifests', () => {
       expect(container.readinessProbe.httpGet.path).toBe('/readyz');
       expect(container.livenessProbe.httpGet.path).toBe('/healthz');
     }
+    const router = deployments.find((d) => d.metadata.name === 'router').spec.template.spec.containers[0];
+    expect(router.env).toContainEqual({ name: 'NODE_OPTIONS', value: '--max-semi-space-size=64' });
     const services = docs.filter((d) => d.kind === 'Service').map((d) => d.metadata.name);
     expect(services.sort()).toEqual(Object.keys(ENTRIES).filter((name) => name !== 'worker').sort());
   });

@@ -140,6 +140,13 @@ async function runOurs(
     `tasks: ${workers} worker(s), final event via ${observer}: ${result.tasksPerSecond} tasks/s, p50 ${result.latency.p50} ms, p99 ${result.latency.p99} ms` +
       `${result.errors ? `, ${result.errors} errors (${result.firstErrors[0]})` : ''}${result.failed ? `, ${result.failed} failed` : ''}; CPU ms/task ${JSON.stringify(cpu)}`,
   );
+  if (result.errors) {
+    // Why the platform refused: its processes log errors at warn and above.
+    const lines = [...platform.services, ...platform.workers].flatMap((c) =>
+      c.output().split('\n').filter((line) => /"level":(40|50|60)/.test(line)).slice(-3).map((line) => `${c.name}: ${line.slice(0, 500)}`),
+    );
+    if (lines.length > 0) options.log(`tasks: last warnings and errors the platform logged:\n${lines.join('\n')}`);
+  }
   return { ...result, cpu };
 }
 

@@ -9,7 +9,7 @@ import { RedisPubSub } from 'graphql-redis-subscriptions';
 import type { Redis } from 'ioredis';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import { collect, disposers, range, REDIS_TEST_URL, redisHarness, taskId, until } from './test-harness.js';
-import type { TaskEventLog } from './types.js';
+import type { TaskEvent, TaskEventLog } from './types.js';
 
 const token = (delta: string) => ({ type: 'TOKEN' as const, attempt: 1, delta });
 
@@ -239,6 +239,32 @@ describe('Redis task event log', () => {
       [5, 'SUCCEEDED', null],
     ]);
     expect((await log.read(id, 0)).map((e) => e.sequence)).toEqual([4, 5]);
+  });
+
+  it("writes a lost log back from the writer's own events, so a resuming subscriber misses nothing", async () => {
+    const log = harness.open();
+    const id = taskId();
+    await log.append(id, { type: 'QUEUED', attempt: 1 });
+    const mine: TaskEvent[] = [];
+    let asked = 0;
+    const options = () => ({ minSequence: mine.at(-1)?.sequence ?? 1, restore: () => (asked++, mine) });
+    for (const event of [{ type: 'STARTED' as const, attempt: 1 }, token('one '), token('two ')]) mine.push((await log.append(id, event, options()))!);
+    expect(asked).toBe(0); // asked for only when the log was lost
+    // A subscriber has seen up to 'one ' (sequence 3) when Redis restarts without persistence.
+    await harness.admin.del(`${harness.prefix}task:{${id}}:state`, `${harness.prefix}task:{${id}}:events`);
+    const resumed = collect(log.stream(id, 3));
+    await until(() => log.subscribedTaskCount() === 1);
+    const three = await log.append(id, token('three'), options());
+    expect(asked).toBe(1);
+    expect(three!.sequence).toBe(5);
+    await log.append(id, { type: 'SUCCEEDED', attempt: 1 }, options());
+    expect((await resumed).map((e) => [e.sequence, e.type, e.delta])).toEqual([
+      [4, 'TOKEN', 'two '],
+      [5, 'TOKEN', 'three'],
+      [6, 'SUCCEEDED', null],
+    ]);
+    // The writer's events are back under their own sequences; QUEUED, appended by another, is not.
+    expect((await log.read(id, 0)).map((e) => e.sequence)).toEqual([2, 3, 4, 5, 6]);
   });
 
   it('closes only the connections it opened', async () => {

@@ -63,11 +63,15 @@ const finalTypesLua = [...FINAL_EVENT_TYPES].map((type) => `${type} = true`).joi
 /**
  * KEYS: state hash, event stream.
  * ARGV: channel, task id, retention seconds, onlyIfEmpty ('1' or '0'), maxAttempt ('' for none),
- * call id, minSequence ('' for none), then four per event: type, attempt, at, delta ('' for null,
- * else 's' followed by the text). Returns {first sequence, number appended}; appends nothing after a
- * final event, when the log is not empty and onlyIfEmpty is '1', and stops before an event when the
- * highest attempt recorded exceeds maxAttempt. A log whose last sequence is below minSequence was
- * lost: its numbering resumes after minSequence.
+ * call id, minSequence ('' for none), restore ('' for none, '?' to report a lost log, else the
+ * number R of events to restore), then five per restored event: sequence, type, attempt, at, delta;
+ * then four per new event: type, attempt, at, delta (deltas: '' for null, else 's' followed by the
+ * text). Returns {first sequence, number appended}; appends nothing after a final event, when the
+ * log is not empty and onlyIfEmpty is '1', and stops before an event when the highest attempt
+ * recorded exceeds maxAttempt. A log whose last sequence is below minSequence was lost: with
+ * restore '?' the script returns {-1, last sequence} and changes nothing; with restored events it
+ * writes back (and publishes) those above what the log holds, then numbering resumes after
+ * minSequence.
  */
 const APPEND_SCRIPT = `
 local state, events = KEYS[1], KEYS[2]
@@ -82,27 +86,53 @@ local attempt = tonumber(h[2]) or 0
 if h[3] or (onlyIfEmpty == '1' and seq > 0) then return { seq + 1, 0 } end
 -- A new log: drop a stream that outlived its state by a moment at expiry, or IDs would collide.
 if seq == 0 then redis.call('DEL', events) end
--- A lost log: go on after the last sequence the caller knows was used.
-if minSequence and seq < minSequence then seq = minSequence end
-local first = seq + 1
-local n, finalType = 0, nil
-for i = 8, #ARGV, 4 do
-  if maxAttempt and attempt > maxAttempt then break end
-  local eventType, eventAttempt, at, rawDelta = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2], ARGV[i + 3]
-  seq = seq + 1
+-- Writes one event to the stream and publishes it; rawDelta is '' for null, else 's' and the text.
+local function add(eventSeq, eventType, eventAttempt, at, rawDelta)
   local delta = cjson.null
   if #rawDelta > 0 then
     delta = string.sub(rawDelta, 2)
-    redis.call('XADD', events, seq .. '-0', 'sequence', seq, 'type', eventType, 'attempt', eventAttempt, 'at', at, 'delta', delta)
+    redis.call('XADD', events, eventSeq .. '-0', 'sequence', eventSeq, 'type', eventType, 'attempt', eventAttempt, 'at', at, 'delta', delta)
   else
-    redis.call('XADD', events, seq .. '-0', 'sequence', seq, 'type', eventType, 'attempt', eventAttempt, 'at', at)
+    redis.call('XADD', events, eventSeq .. '-0', 'sequence', eventSeq, 'type', eventType, 'attempt', eventAttempt, 'at', at)
   end
-  redis.call('PUBLISH', channel, cjson.encode({ taskId = taskId, sequence = seq, type = eventType, attempt = eventAttempt, delta = delta, at = at }))
+  redis.call('PUBLISH', channel, cjson.encode({ taskId = taskId, sequence = eventSeq, type = eventType, attempt = eventAttempt, delta = delta, at = at }))
   if eventAttempt > attempt then attempt = eventAttempt end
+end
+local restore = ARGV[8]
+local firstEvent = 9
+if restore ~= '' and restore ~= '?' then firstEvent = 9 + tonumber(restore) * 5 end
+local restored = false
+if minSequence and seq < minSequence then
+  -- A lost log: the caller may hold what it appended; else go on after the last sequence it knows was used.
+  if restore == '?' then return { -1, seq } end
+  for i = 9, firstEvent - 1, 5 do
+    local rseq = tonumber(ARGV[i])
+    if rseq > seq and rseq <= minSequence then
+      add(rseq, ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3], ARGV[i + 4])
+      seq = rseq
+      restored = true
+    end
+  end
+  seq = minSequence
+end
+local first = seq + 1
+local n, finalType = 0, nil
+for i = firstEvent, #ARGV, 4 do
+  if maxAttempt and attempt > maxAttempt then break end
+  local eventType = ARGV[i]
+  seq = seq + 1
+  add(seq, eventType, tonumber(ARGV[i + 1]), ARGV[i + 2], ARGV[i + 3])
   n = n + 1
   if final[eventType] then finalType = eventType break end
 end
-if n == 0 then return { first, 0 } end
+if n == 0 then
+  if restored then
+    redis.call('HSET', state, 'seq', seq, 'attempt', attempt)
+    redis.call('EXPIRE', state, ttl)
+    redis.call('EXPIRE', events, ttl)
+  end
+  return { first, 0 }
+end
 if finalType then
   redis.call('HSET', state, 'seq', seq, 'attempt', attempt, 'op', op, 'opFirst', first, 'opCount', n, 'final', finalType)
 else
@@ -146,9 +176,21 @@ export function createRedisTaskEventLog(options: RedisTaskEventLogOptions): Redi
       appendOptions.maxAttempt ?? '',
       `${callPrefix}:${++calls}`,
       appendOptions.minSequence ?? '',
+      appendOptions.restore ? '?' : '',
     ];
+    const restoreAt = args.length - 1;
     for (const event of events) args.push(event.type, event.attempt, at, event.delta == null ? '' : `s${event.delta}`);
-    const [first, count] = (await evalAppend(args)) as [number, number];
+    let [first, count] = (await evalAppend(args)) as [number, number];
+    if (first === -1) {
+      // The log was lost (Redis restarted without persistence): send again with what the caller
+      // appended before, to be written back under their own sequences ahead of the new events.
+      const restored = appendOptions.restore!();
+      const restoreArgs: (string | number)[] = [restored.length];
+      for (const event of restored) restoreArgs.push(event.sequence, event.type, event.attempt, event.at, event.delta == null ? '' : `s${event.delta}`);
+      args.splice(restoreAt, 1, ...restoreArgs);
+      args[restoreAt - 2] = `${callPrefix}:${++calls}`;
+      [first, count] = (await evalAppend(args)) as [number, number];
+    }
     const appended: TaskEvent[] = [];
     for (let i = 0; i < count; i++) {
       const event = events[i];

@@ -43,6 +43,13 @@ export interface AppendOptions {
    * the task see no step back. A store that cannot lose a log ignores it.
    */
   minSequence?: number;
+  /**
+   * With `minSequence`: the events this caller appended to the log before (a worker's attempt so
+   * far), asked for only when the log turns out lost. Those above what the log still holds are
+   * written back under their own sequences, and published, before the new events: a subscriber
+   * that resumes after any of them misses nothing. A store that cannot lose a log ignores it.
+   */
+  restore?: () => readonly TaskEvent[];
 }
 
 /** Why a stream ended with an error: a closed set, for the router to map onto its own codes. */

@@ -45,6 +45,8 @@ export interface PlatformOptions {
   restartsBroker?: boolean;
   /** Router processes to start (replicas sharing Redis, as behind a load balancer). @default 1 */
   routers?: number;
+  /** Extra environment for the router processes only (e.g. `NODE_OPTIONS` for the inspector). */
+  routerEnv?: Record<string, string>;
 }
 
 /**
@@ -113,7 +115,7 @@ export async function startPlatform(label: string, options: PlatformOptions = {}
   const startRouter = async (port?: number) => {
     const routerPort = port ?? (await freePort());
     const base = `http://127.0.0.1:${routerPort}`;
-    const process = startProcess(`router ${++routersNamed}`, 'router/main.ts', { ...env, PORT: String(routerPort) });
+    const process = startProcess(`router ${++routersNamed}`, 'router/main.ts', { ...env, ...options.routerEnv, PORT: String(routerPort) });
     processes.push(process);
     const router = { url: `${base}/graphql`, base, process };
     routers.push(router);

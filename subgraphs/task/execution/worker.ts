@@ -3,7 +3,7 @@ import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
 import type { Logger } from 'pino';
 import { isUuid } from '../../../lib/ids.js';
 import { TASK_DEAD_LETTER_QUEUE, TASK_QUEUE, type Consumer, type Delivery, type MessageBroker } from '../../../lib/messaging/types.js';
-import type { TaskEventLog, TaskEventType } from '../../../lib/task-events/types.js';
+import type { AppendOptions, TaskEvent, TaskEventLog, TaskEventType } from '../../../lib/task-events/types.js';
 import { TaskEntity, type TaskRow } from '../entities.js';
 import { outcomeOf } from '../tasks.js';
 import { isAbortError } from '../providers/abort.js';
@@ -240,7 +240,7 @@ export class TaskWorker {
     const controller = new AbortController();
     this.running.set(taskId, controller);
     // The last sequence this worker knows the task's log reached: QUEUED (1) precedes every run.
-    const known = { sequence: 1 };
+    const known: KnownLog = { sequence: 1, events: [] };
     try {
       for (;;) {
         if (task.attempts > this.maxAttempts) {
@@ -249,11 +249,11 @@ export class TaskWorker {
         }
         const result = await this.runAttempt(task, controller, log, known);
         if (result.kind === 'succeeded') {
-          await this.finish(task, 'SUCCEEDED', result, known.sequence);
+          await this.finish(task, 'SUCCEEDED', result, known);
           return;
         }
         if (result.kind === 'failed') {
-          await this.finish(task, 'FAILED', { error: result.error }, known.sequence);
+          await this.finish(task, 'FAILED', { error: result.error }, known);
           return;
         }
         if (result.kind === 'stopped') {
@@ -262,7 +262,7 @@ export class TaskWorker {
         }
         // A retryable failure after tokens were streamed: the client's text starts over.
         if (task.attempts >= this.maxAttempts) {
-          await this.finish(task, 'FAILED', { error: result.error }, known.sequence);
+          await this.finish(task, 'FAILED', { error: result.error }, known);
           return;
         }
         log.warn({ attempt: task.attempts, error: result.error }, 'attempt failed; starting a new one');
@@ -302,12 +302,12 @@ export class TaskWorker {
 
   // ---------------------------------------------------------------- one attempt
 
-  private async runAttempt(task: TaskRow, controller: AbortController, log: Logger, known: { sequence: number }): Promise<AttemptResult> {
+  private async runAttempt(task: TaskRow, controller: AbortController, log: Logger, known: KnownLog): Promise<AttemptResult> {
     const { eventLog, providers } = this.options;
     const attempt = task.attempts;
-    const started = await eventLog.append(task.id, { type: 'STARTED', attempt }, { maxAttempt: attempt, minSequence: known.sequence });
+    const started = await eventLog.append(task.id, { type: 'STARTED', attempt }, { maxAttempt: attempt, ...restoring(known) });
     if (!started) return { kind: 'stopped', reason: 'lost' }; // finished or taken over meanwhile
-    known.sequence = started.sequence;
+    record(known, started);
 
     const provider = providers.get(task.provider);
     if (!provider) return { kind: 'failed', error: `The provider "${task.provider}" is not configured on the workers.` };
@@ -409,7 +409,7 @@ export class TaskWorker {
     task: TaskRow,
     status: 'SUCCEEDED' | 'FAILED',
     result: { output?: string; error?: string; promptTokens?: number; completionTokens?: number },
-    knownSequence?: number,
+    known?: KnownLog,
   ): Promise<boolean> {
     const finishedAt = new Date();
     const usage = { promptTokens: result.promptTokens ?? null, completionTokens: result.completionTokens ?? null };
@@ -420,7 +420,7 @@ export class TaskWorker {
       error: result.error ?? null,
       ...usage,
       finishedAt: finishedAt.toISOString(),
-      lastSequence: knownSequence,
+      lastSequence: known?.sequence,
     };
     // One statement for the outcomes of one turn (no transaction held open): each commits with its
     // outbox message, and only while this worker still holds this attempt.
@@ -435,7 +435,7 @@ export class TaskWorker {
       payload: JSON.stringify(outcome),
     });
     if (!finished) return false;
-    await this.appendFinal(task, status, result.error ?? null, knownSequence);
+    await this.appendFinal(task, status, result.error ?? null, known);
     return true;
   }
 
@@ -459,9 +459,9 @@ export class TaskWorker {
     return outcomes.map((o) => finished.has(o.taskId));
   }
 
-  private async appendFinal(task: TaskRow, type: TaskEventType, delta: string | null, minSequence?: number): Promise<void> {
+  private async appendFinal(task: TaskRow, type: TaskEventType, delta: string | null, known?: KnownLog): Promise<void> {
     try {
-      await this.options.eventLog.append(task.id, { type, attempt: Math.max(1, task.attempts), delta }, { minSequence });
+      await this.options.eventLog.append(task.id, { type, attempt: Math.max(1, task.attempts), delta }, known ? restoring(known) : {});
     } catch (error) {
       this.options.log.warn({ err: error, taskId: task.id }, 'final event not appended; the outbox relay will');
     }
@@ -569,6 +569,26 @@ function stopReason(signal: AbortSignal): Stop {
 }
 
 /**
+ * What a worker knows of a task's event log: the last sequence it reached (appended or was told
+ * of) and the events this worker appended, kept so that a log lost with a Redis restart can be
+ * written back under the same sequences (AppendOptions.restore) and resuming subscribers miss
+ * nothing. Holds the text streamed so far, which the worker holds anyway.
+ */
+interface KnownLog {
+  sequence: number;
+  events: TaskEvent[];
+}
+
+function record(known: KnownLog, event: TaskEvent): void {
+  known.sequence = event.sequence;
+  known.events.push(event);
+}
+
+function restoring(known: KnownLog): AppendOptions {
+  return { minSequence: known.sequence, restore: () => known.events };
+}
+
+/**
  * Gathers deltas into one TOKEN event per `coalesceMs` (or per event-loop turn when 0), appended
  * in order, one append in flight at a time. A refused append (the task finished or another
  * attempt took over) calls `onRefused`.
@@ -585,8 +605,8 @@ class TokenBuffer {
     private readonly attempt: number,
     private readonly coalesceMs: number,
     private readonly onRefused: () => void,
-    /** The task's last known sequence, advanced by each append (see AppendOptions.minSequence). */
-    private readonly known: { sequence: number },
+    /** The task's last known sequence and this worker's events, advanced by each append. */
+    private readonly known: KnownLog,
   ) {}
 
   push(text: string): void {
@@ -615,9 +635,9 @@ class TokenBuffer {
     this.chain = this.chain.then(async () => {
       if (this.failure) return;
       try {
-        const appended = await this.eventLog.append(this.taskId, { type: 'TOKEN', attempt: this.attempt, delta }, { maxAttempt: this.attempt, minSequence: this.known.sequence });
+        const appended = await this.eventLog.append(this.taskId, { type: 'TOKEN', attempt: this.attempt, delta }, { maxAttempt: this.attempt, ...restoring(this.known) });
         if (!appended) this.onRefused();
-        else this.known.sequence = appended.sequence;
+        else record(this.known, appended);
       } catch (error) {
         this.failure = error;
       }
