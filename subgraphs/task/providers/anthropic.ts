@@ -2,6 +2,7 @@
 import type Anthropic from '@anthropic-ai/sdk';
 import type { MessageCreateParamsStreaming } from '@anthropic-ai/sdk/resources/messages';
 import { abortErrorFor } from './abort.js';
+import { lazySdkProvider, sdkErrorClasses } from './lazy-sdk.js';
 import { classifyError, type ErrorContext } from './errors.js';
 import { ProviderError, type CompletionRequest, type LlmProvider, type StreamChunk } from './types.js';
 
@@ -28,35 +29,31 @@ export interface AnthropicProviderOptions {
 
 export function createAnthropicProvider(options: AnthropicProviderOptions): LlmProvider {
   const baseURL = options.baseURL ?? ANTHROPIC_DEFAULT_BASE_URL;
-  // The SDK is loaded by the first task that uses it, not at start: under tsx its hundreds of
-  // modules cost about a second of every start of a worker that never calls this provider.
-  let loaded: Promise<{ client: Anthropic; ctx: ErrorContext }> | undefined;
-  const load = () =>
-    (loaded ??= import('@anthropic-ai/sdk').then((sdk) => ({
-      client: new sdk.default({
-        baseURL,
-        apiKey: options.apiKey,
-        // Retries belong to streamWithRetries, which knows whether any text was already shown.
-        maxRetries: 0,
-        timeout: options.requestTimeoutMs ?? 600_000,
-        // Failures come back as ProviderError; the SDK would also dump raw stream data to stderr.
-        logLevel: 'off',
-      }),
-      ctx: {
-        provider: 'anthropic',
-        apiKeyVar: 'ANTHROPIC_API_KEY',
-        baseUrlVar: 'ANTHROPIC_BASE_URL',
-        baseURL,
-        sdk: { APIError: sdk.APIError, APIConnectionError: sdk.APIConnectionError, APIConnectionTimeoutError: sdk.APIConnectionTimeoutError, APIUserAbortError: sdk.APIUserAbortError },
-      },
-    })));
-  return {
-    name: 'anthropic',
-    async *stream(request, signal) {
-      const { client, ctx } = await load();
-      yield* streamMessages(client, ctx, request, signal);
+  return lazySdkProvider(
+    'anthropic',
+    async () => {
+      const sdk = await import('@anthropic-ai/sdk');
+      return {
+        client: new sdk.default({
+          baseURL,
+          apiKey: options.apiKey,
+          // Retries belong to streamWithRetries, which knows whether any text was already shown.
+          maxRetries: 0,
+          timeout: options.requestTimeoutMs ?? 600_000,
+          // Failures come back as ProviderError; the SDK would also dump raw stream data to stderr.
+          logLevel: 'off',
+        }),
+        ctx: {
+          provider: 'anthropic',
+          apiKeyVar: 'ANTHROPIC_API_KEY',
+          baseUrlVar: 'ANTHROPIC_BASE_URL',
+          baseURL,
+          sdk: sdkErrorClasses(sdk),
+        },
+      };
     },
-  };
+    streamMessages,
+  );
 }
 
 /** The Messages API request for `request`; its temperature is left out (see below). */

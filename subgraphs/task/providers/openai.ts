@@ -5,6 +5,7 @@
 import type OpenAI from 'openai';
 import type { ChatCompletionCreateParamsStreaming, ChatCompletionMessageParam } from 'openai/resources/chat/completions';
 import { abortErrorFor } from './abort.js';
+import { lazySdkProvider, sdkErrorClasses } from './lazy-sdk.js';
 import { classifyError, type ErrorContext } from './errors.js';
 import { ProviderError, type CompletionRequest, type LlmProvider, type StreamChunk } from './types.js';
 
@@ -31,35 +32,31 @@ const USES_MAX_COMPLETION_TOKENS = /^(o\d|gpt-5)/;
 
 export function createOpenAiProvider(options: OpenAiProviderOptions): LlmProvider {
   const baseURL = options.baseURL ?? OPENAI_DEFAULT_BASE_URL;
-  // The SDK is loaded by the first task that uses it, not at start: under tsx its hundreds of
-  // modules cost about a second of every start of a worker that never calls this provider.
-  let loaded: Promise<{ client: OpenAI; ctx: ErrorContext }> | undefined;
-  const load = () =>
-    (loaded ??= import('openai').then((sdk) => ({
-      client: new sdk.default({
-        baseURL,
-        apiKey: options.apiKey,
-        // Retries belong to streamWithRetries, which knows whether any text was already shown.
-        maxRetries: 0,
-        timeout: options.requestTimeoutMs ?? 600_000,
-        // Failures come back as ProviderError; the SDK would also dump raw stream data to stderr.
-        logLevel: 'off',
-      }),
-      ctx: {
-        provider: 'openai',
-        apiKeyVar: 'OPENAI_API_KEY',
-        baseUrlVar: 'OPENAI_BASE_URL',
-        baseURL,
-        sdk: { APIError: sdk.APIError, APIConnectionError: sdk.APIConnectionError, APIConnectionTimeoutError: sdk.APIConnectionTimeoutError, APIUserAbortError: sdk.APIUserAbortError },
-      },
-    })));
-  return {
-    name: 'openai',
-    async *stream(request, signal) {
-      const { client, ctx } = await load();
-      yield* streamChat(client, ctx, request, signal);
+  return lazySdkProvider(
+    'openai',
+    async () => {
+      const sdk = await import('openai');
+      return {
+        client: new sdk.default({
+          baseURL,
+          apiKey: options.apiKey,
+          // Retries belong to streamWithRetries, which knows whether any text was already shown.
+          maxRetries: 0,
+          timeout: options.requestTimeoutMs ?? 600_000,
+          // Failures come back as ProviderError; the SDK would also dump raw stream data to stderr.
+          logLevel: 'off',
+        }),
+        ctx: {
+          provider: 'openai',
+          apiKeyVar: 'OPENAI_API_KEY',
+          baseUrlVar: 'OPENAI_BASE_URL',
+          baseURL,
+          sdk: sdkErrorClasses(sdk),
+        },
+      };
     },
-  };
+    streamChat,
+  );
 }
 
 export function chatCompletionParams(request: CompletionRequest): ChatCompletionCreateParamsStreaming {
