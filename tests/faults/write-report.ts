@@ -1,5 +1,5 @@
 /**
- * Writes RELIABILITY.md at the repository root from the JSON each reliability scenario recorded in
+ * Writes RELIABILITY.md at the repository root (the short form: see REPORT_PATH) from the JSON each reliability scenario recorded in
  * FAULTS_RESULTS_DIR (default .data/faults-results/): what each scenario did, its figures, the
  * machine, the exact commands and the date. The suite runs it when it ends (globalSetup teardown in
  * tests/faults/vitest.config.ts); by hand: `node --import tsx tests/faults/write-report.ts`.
@@ -9,9 +9,14 @@ import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { cpus, release, totalmem, type as osType } from 'node:os';
 import { resolve } from 'node:path';
 import { ROOT } from '../support/processes.js';
-import { RESULTS_DIR, type ScenarioResult } from './support/report.js';
+import { RESULTS_DIR, SHORT, type ScenarioResult } from './support/report.js';
 
-export const REPORT_PATH = resolve(ROOT, 'RELIABILITY.md');
+/**
+ * The full suite rewrites the committed RELIABILITY.md; the short form (in `npm test`) writes its
+ * report beside its results, so that running the tests leaves the tree as it was.
+ * `FAULTS_REPORT=<path>` chooses another place.
+ */
+export const REPORT_PATH = resolve(ROOT, process.env.FAULTS_REPORT ?? (SHORT ? resolve(RESULTS_DIR, 'RELIABILITY.md') : 'RELIABILITY.md'));
 
 /** What each scenario does, in the order of the issue; scenarios not listed here follow, by name. */
 const SCENARIOS: { name: string; title: string; what: string }[] = [
