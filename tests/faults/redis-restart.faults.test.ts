@@ -69,12 +69,12 @@ describe('Redis restart', () => {
     report.set('http5xx', load.http5xx);
     report.set('unansweredSubmissions', load.unanswered.length);
     await load.watchesDone();
-    // A worker writes back what it appended to a lost live log (AppendOptions.restore), so a
-    // subscriber following a running task misses nothing. Events another process appended (the
-    // relay's QUEUED, an earlier attempt's on a dead worker) are gone for good: a subscriber that
-    // had not received them sees the sequence jump (reported as streamGaps), and the archive of
-    // such a task starts after them (archiveMismatches). Neither is a failure; every stream must
-    // still increase, end with the final event, and match the task.
+    // A worker writes back a lost live log (AppendOptions.restore): the QUEUED that opens it and
+    // what the worker appended, so a subscriber following a running task misses nothing. Events
+    // only another process knew (an earlier attempt's, on a worker that died) would be gone for
+    // good: a subscriber that had not received them sees the sequence jump (reported as
+    // streamGaps), and the task's archive misses them (archiveMismatches). Neither is a failure
+    // here; every stream must still increase, end with the final event, and match the task.
     const { problems } = await verify(cluster.db, load.tasks, report, { completeArchive: false, allowGaps: true });
     await Promise.all(resumed.map((r) => r.watch.done));
     for (const { watch, of } of resumed) {

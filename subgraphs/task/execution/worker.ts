@@ -240,7 +240,8 @@ export class TaskWorker {
     const controller = new AbortController();
     this.running.set(taskId, controller);
     // The last sequence this worker knows the task's log reached: QUEUED (1) precedes every run.
-    const known: KnownLog = { sequence: 1, events: [] };
+    // It is the relay's, appended when the task was submitted; the worker can write it back too.
+    const known: KnownLog = { sequence: 1, events: [queuedEvent(task)] };
     try {
       for (;;) {
         if (task.attempts > this.maxAttempts) {
@@ -570,13 +571,22 @@ function stopReason(signal: AbortSignal): Stop {
 
 /**
  * What a worker knows of a task's event log: the last sequence it reached (appended or was told
- * of) and the events this worker appended, kept so that a log lost with a Redis restart can be
- * written back under the same sequences (AppendOptions.restore) and resuming subscribers miss
- * nothing. Holds the text streamed so far, which the worker holds anyway.
+ * of) and the events it can write back: the QUEUED that opens every log and the ones it appended,
+ * kept so that a log lost with a Redis restart is written back under the same sequences
+ * (AppendOptions.restore) and resuming subscribers miss nothing. Holds the text streamed so far.
  */
 interface KnownLog {
   sequence: number;
   events: TaskEvent[];
+}
+
+/**
+ * The first event of every task's log, as the relay appended it on submission (`QUEUED`, attempt
+ * 1, sequence 1), for writing back after a loss; its time is the task's creation, which the
+ * relay's append follows by moments.
+ */
+function queuedEvent(task: TaskRow): TaskEvent {
+  return { taskId: task.id, sequence: 1, type: 'QUEUED', attempt: 1, delta: null, at: task.createdAt.toISOString() };
 }
 
 function record(known: KnownLog, event: TaskEvent): void {

@@ -150,6 +150,11 @@ export async function verify(db: pg.Pool, submitted: SubmittedTask[], report: Sc
   report.set('incoherentStreams', incoherent);
   report.set('resubscriptions', watched.reduce((n, t) => n + t.watch!.resumes, 0));
   report.set('streamGaps', watched.reduce((n, t) => n + t.watch!.gaps, 0));
+  // Which streams jumped, and where: what a reader needs to tell which event was lost.
+  for (const task of watched.filter((t) => t.watch!.gaps > 0).slice(0, 5)) {
+    const watch = task.watch!;
+    report.note(`Stream of ${task.id} (from sequence ${watch.from}) jumped: ${watch.events.map((e) => `${e.sequence} ${e.type}${e.type === 'STARTED' ? ` #${e.attempt}` : ''}`).join(', ').slice(0, 400)}.`);
+  }
   report.set('streamDuplicates', watched.reduce((n, t) => n + t.watch!.duplicates, 0));
   report.set('streamStalls', watched.reduce((n, t) => n + t.watch!.stalls, 0));
   report.set('retriedAttemptsSeen', watched.reduce((n, t) => n + t.watch!.events.filter((e) => e.type === 'STARTED' && e.attempt > 1).length, 0));
