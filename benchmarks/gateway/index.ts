@@ -27,7 +27,7 @@ const FULL = {
   own: { connections: 50, primeRequests: 600, primeMaxSeconds: 15, warmupRequests: 100, warmupMaxSeconds: 5, seconds: 6, rounds: 2 },
 } satisfies Record<string, SuiteSettings>;
 const QUICK = {
-  public: { connections: 50, primeRequests: 0, primeMaxSeconds: 0, warmupRequests: 100, warmupMaxSeconds: 2, seconds: 3, rounds: 1 },
+  public: { connections: 50, primeRequests: 0, primeMaxSeconds: 0, warmupRequests: 100, warmupMaxSeconds: 2, seconds: 2, rounds: 1 },
   own: { connections: 50, primeRequests: 200, primeMaxSeconds: 3, warmupRequests: 50, warmupMaxSeconds: 1, seconds: 2, rounds: 1 },
 } satisfies Record<string, SuiteSettings>;
 

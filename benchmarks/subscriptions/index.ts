@@ -75,7 +75,7 @@ function settingsFor(quick: boolean): Settings {
   if (!Number.isSafeInteger(subscribers) || subscribers < PER_TASK || subscribers % PER_TASK !== 0) {
     throw new Error(`BENCH_SUBSCRIBERS must be a multiple of ${PER_TASK}, got ${process.env.BENCH_SUBSCRIBERS}.`);
   }
-  const windowS = Number(process.env.BENCH_SUBSCRIPTIONS_WINDOW_S ?? (quick ? 10 : 60));
+  const windowS = Number(process.env.BENCH_SUBSCRIPTIONS_WINDOW_S ?? (quick ? 5 : 60));
   return {
     subscribers,
     tasks: subscribers / PER_TASK,
