@@ -260,8 +260,10 @@ describe.each([{ make: memoryHarness }, { make: redisHarness }])('TaskEventLog',
       const stream = log.stream(id, 0)[Symbol.asyncIterator]();
       const waiting = stream.next();
       await until(() => log.subscribedTaskCount() === 1);
+      // Handled before it can reject: close() may settle it before its own promise resolves.
+      const ended = expect(waiting).rejects.toMatchObject({ code: 'CLOSED' });
       await log.close();
-      await expect(waiting).rejects.toMatchObject({ code: 'CLOSED' });
+      await ended;
       expect(log.subscribedTaskCount()).toBe(0);
       await expect(log.append(id, token('x'))).rejects.toThrow(/closed/);
       expect(await log.ping()).toBe(false);
