@@ -144,6 +144,9 @@ return { first, n }
 `;
 const APPEND_SHA = createHash('sha1').update(APPEND_SCRIPT).digest('hex');
 
+/** A delta as APPEND_SCRIPT takes it: '' for null, else 's' followed by the text (so '' stays distinct). */
+const deltaArg = (delta: string | null | undefined): string => (delta == null ? '' : `s${delta}`);
+
 export function createRedisTaskEventLog(options: RedisTaskEventLogOptions): RedisTaskEventLog {
   const { redis } = options;
   const prefix = options.prefix ?? 'ap:';
@@ -179,14 +182,14 @@ export function createRedisTaskEventLog(options: RedisTaskEventLogOptions): Redi
       appendOptions.restore ? '?' : '',
     ];
     const restoreAt = args.length - 1;
-    for (const event of events) args.push(event.type, event.attempt, at, event.delta == null ? '' : `s${event.delta}`);
+    for (const event of events) args.push(event.type, event.attempt, at, deltaArg(event.delta));
     let [first, count] = (await evalAppend(args)) as [number, number];
     if (first === -1) {
       // The log was lost (Redis restarted without persistence): send again with what the caller
       // appended before, to be written back under their own sequences ahead of the new events.
       const restored = appendOptions.restore!();
       const restoreArgs: (string | number)[] = [restored.length];
-      for (const event of restored) restoreArgs.push(event.sequence, event.type, event.attempt, event.at, event.delta == null ? '' : `s${event.delta}`);
+      for (const event of restored) restoreArgs.push(event.sequence, event.type, event.attempt, event.at, deltaArg(event.delta));
       args.splice(restoreAt, 1, ...restoreArgs);
       args[restoreAt - 2] = `${callPrefix}:${++calls}`;
       [first, count] = (await evalAppend(args)) as [number, number];

@@ -241,7 +241,7 @@ export class TaskWorker {
     this.running.set(taskId, controller);
     // The last sequence this worker knows the task's log reached: QUEUED (1) precedes every run.
     // It is the relay's, appended when the task was submitted; the worker can write it back too.
-    const known: KnownLog = { sequence: 1, events: [queuedEvent(task)] };
+    const known = new KnownLog(task);
     try {
       for (;;) {
         if (task.attempts > this.maxAttempts) {
@@ -306,9 +306,9 @@ export class TaskWorker {
   private async runAttempt(task: TaskRow, controller: AbortController, log: Logger, known: KnownLog): Promise<AttemptResult> {
     const { eventLog, providers } = this.options;
     const attempt = task.attempts;
-    const started = await eventLog.append(task.id, { type: 'STARTED', attempt }, { maxAttempt: attempt, ...restoring(known) });
+    const started = await eventLog.append(task.id, { type: 'STARTED', attempt }, { maxAttempt: attempt, ...known.appendOptions() });
     if (!started) return { kind: 'stopped', reason: 'lost' }; // finished or taken over meanwhile
-    record(known, started);
+    known.record(started);
 
     const provider = providers.get(task.provider);
     if (!provider) return { kind: 'failed', error: `The provider "${task.provider}" is not configured on the workers.` };
@@ -462,7 +462,7 @@ export class TaskWorker {
 
   private async appendFinal(task: TaskRow, type: TaskEventType, delta: string | null, known?: KnownLog): Promise<void> {
     try {
-      await this.options.eventLog.append(task.id, { type, attempt: Math.max(1, task.attempts), delta }, known ? restoring(known) : {});
+      await this.options.eventLog.append(task.id, { type, attempt: Math.max(1, task.attempts), delta }, known?.appendOptions() ?? {});
     } catch (error) {
       this.options.log.warn({ err: error, taskId: task.id }, 'final event not appended; the outbox relay will');
     }
@@ -570,32 +570,33 @@ function stopReason(signal: AbortSignal): Stop {
 }
 
 /**
- * What a worker knows of a task's event log: the last sequence it reached (appended or was told
- * of) and the events it can write back: the QUEUED that opens every log and the ones it appended,
- * kept so that a log lost with a Redis restart is written back under the same sequences
- * (AppendOptions.restore) and resuming subscribers miss nothing. Holds the text streamed so far.
+ * What a worker knows of a task's event log: the events it can write back — the QUEUED that opens
+ * every log and the ones it appended — kept so that a log lost with a Redis restart is written back
+ * under the same sequences (AppendOptions.restore) and resuming subscribers miss nothing. The last
+ * of them is the last sequence the worker knows the log reached. Holds the text streamed so far.
  */
-interface KnownLog {
-  sequence: number;
-  events: TaskEvent[];
-}
+class KnownLog {
+  /**
+   * Starts with the relay's QUEUED as appended on submission (attempt 1, sequence 1); its time is
+   * the task's creation, which the relay's append follows by moments.
+   */
+  private readonly events: TaskEvent[];
 
-/**
- * The first event of every task's log, as the relay appended it on submission (`QUEUED`, attempt
- * 1, sequence 1), for writing back after a loss; its time is the task's creation, which the
- * relay's append follows by moments.
- */
-function queuedEvent(task: TaskRow): TaskEvent {
-  return { taskId: task.id, sequence: 1, type: 'QUEUED', attempt: 1, delta: null, at: task.createdAt.toISOString() };
-}
+  constructor(task: TaskRow) {
+    this.events = [{ taskId: task.id, sequence: 1, type: 'QUEUED', attempt: 1, delta: null, at: task.createdAt.toISOString() }];
+  }
 
-function record(known: KnownLog, event: TaskEvent): void {
-  known.sequence = event.sequence;
-  known.events.push(event);
-}
+  get sequence(): number {
+    return this.events[this.events.length - 1].sequence;
+  }
 
-function restoring(known: KnownLog): AppendOptions {
-  return { minSequence: known.sequence, restore: () => known.events };
+  record(event: TaskEvent): void {
+    this.events.push(event);
+  }
+
+  appendOptions(): AppendOptions {
+    return { minSequence: this.sequence, restore: () => this.events };
+  }
 }
 
 /**
@@ -645,9 +646,9 @@ class TokenBuffer {
     this.chain = this.chain.then(async () => {
       if (this.failure) return;
       try {
-        const appended = await this.eventLog.append(this.taskId, { type: 'TOKEN', attempt: this.attempt, delta }, { maxAttempt: this.attempt, ...restoring(this.known) });
+        const appended = await this.eventLog.append(this.taskId, { type: 'TOKEN', attempt: this.attempt, delta }, { maxAttempt: this.attempt, ...this.known.appendOptions() });
         if (!appended) this.onRefused();
-        else record(this.known, appended);
+        else this.known.record(appended);
       } catch (error) {
         this.failure = error;
       }
