@@ -270,6 +270,8 @@ describe('Redis task event log', () => {
   it('closes only the connections it opened', async () => {
     const redis = harness.connect();
     const subscriber = harness.connect();
+    // Connected before the log gets it: under load a fresh connection can still be connecting at the end.
+    await subscriber.ping();
     const log: TaskEventLog = harness.openWith({ redis, subscriber });
     await log.append(taskId(), { type: 'QUEUED', attempt: 1 });
     await log.close();
