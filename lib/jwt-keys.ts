@@ -1,4 +1,4 @@
-import { generateKeyPairSync, createPublicKey } from 'node:crypto';
+import { generateKeyPairSync, createPublicKey, type KeyObject } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError, envString } from './config.js';
@@ -42,13 +42,35 @@ export function readJwtPrivateKey(env: Env): string {
   return pem;
 }
 
-/** The public key (router); derived from the private key when only that one is given. */
+/**
+ * The public key (router); derived from the private key when only that one is given. Parsed here,
+ * so that a key that is not RSA PEM stops the process with one sentence at start instead of a
+ * stack trace when the router builds its verifier (or every token failing later).
+ */
 export function readJwtPublicKey(env: Env): string {
   const pem = readPem(env, 'JWT_PUBLIC_KEY');
-  if (pem && pem.includes('PUBLIC KEY')) return pem;
+  if (pem && pem.includes('PUBLIC KEY')) {
+    rsaKey(() => createPublicKey(pem), 'JWT_PUBLIC_KEY (or JWT_PUBLIC_KEY_FILE) must hold the RSA public key in PEM form that verifies access tokens');
+    return pem;
+  }
   const privatePem = readPem(env, 'JWT_PRIVATE_KEY');
-  if (privatePem) return createPublicKey(privatePem).export({ type: 'spki', format: 'pem' }).toString();
+  if (privatePem) {
+    const key = rsaKey(() => createPublicKey(privatePem), 'JWT_PRIVATE_KEY (or JWT_PRIVATE_KEY_FILE), from which the public key is derived when JWT_PUBLIC_KEY is unset, must hold an RSA private key in PEM form');
+    return key.export({ type: 'spki', format: 'pem' }).toString();
+  }
   throw new ConfigError('JWT_PUBLIC_KEY (or JWT_PUBLIC_KEY_FILE) must hold the RSA public key in PEM form that verifies access tokens.');
+}
+
+/** The parsed key, or a ConfigError: `expected` followed by what was wrong with it. */
+function rsaKey(parse: () => KeyObject, expected: string): KeyObject {
+  let key: KeyObject;
+  try {
+    key = parse();
+  } catch {
+    throw new ConfigError(`${expected}, but it does not parse as one.`);
+  }
+  if (key.asymmetricKeyType !== 'rsa') throw new ConfigError(`${expected} (access tokens are ${JWT_ALGORITHM}), got a ${key.asymmetricKeyType ?? 'non-asymmetric'} key.`);
+  return key;
 }
 
 export function generateJwtKeyPair(): { privateKey: string; publicKey: string } {

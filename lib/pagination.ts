@@ -1,7 +1,7 @@
 import { badInput } from './errors.js';
 
 /**
- * Opaque keyset cursors: base64url of "<createdAt ms>:<id>". Ordering is (createdAt, id), so a page
+ * Opaque keyset cursors: base64url of "<createdAt ISO-8601>|<id>". Ordering is (createdAt, id), so a page
  * stays stable while rows are inserted elsewhere.
  */
 export interface CursorKey {

@@ -1,4 +1,4 @@
-import express, { type Express } from 'express';
+import express, { type ErrorRequestHandler, type Express, type RequestHandler, type Response } from 'express';
 import { createServer } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { ApolloServer } from '@apollo/server';
@@ -9,7 +9,7 @@ import { buildSubgraphSchema } from '@apollo/subgraph';
 import type { GraphQLResolverMap } from '@apollo/subgraph/dist/schema-helper/index.js';
 import type { DocumentNode } from 'graphql';
 import type { Logger } from 'pino';
-import { maskError } from './errors.js';
+import { maskError, type ErrorCode } from './errors.js';
 import { listen } from './http.js';
 import { PRINCIPAL_HEADER, REQUEST_ID_HEADER, verifyPrincipalProof, type Principal } from './principal.js';
 
@@ -47,6 +47,10 @@ export interface RunningServer {
   url: string;
   port: number;
   close: () => Promise<void>;
+}
+
+function sendError(res: Response, status: number, code: ErrorCode, message: string): void {
+  res.status(status).json({ errors: [{ message, extensions: { code } }] });
 }
 
 /**
@@ -105,12 +109,25 @@ export async function startSubgraphServer<C extends BaseContext>(options: Subgra
 
   options.routes?.(app);
 
+  // The proof is checked before the body is read: a caller that is not the router learns nothing
+  // from how its body is parsed, and is answered UNAUTHENTICATED whatever it sends.
+  const onlyThroughRouter: RequestHandler = (req, res, next) => {
+    try {
+      res.locals.verified = verifyPrincipalProof(req.header(PRINCIPAL_HEADER), options.internalSecret);
+    } catch (error) {
+      sendError(res, 401, 'UNAUTHENTICATED', (error as Error).message);
+      return;
+    }
+    next();
+  };
+
   app.use(
     '/graphql',
+    onlyThroughRouter,
     express.json({ limit: '2mb' }),
     expressMiddleware(apollo, {
-      context: async ({ req }) => {
-        const { principal, requestId } = verifyPrincipalProof(req.header(PRINCIPAL_HEADER), options.internalSecret);
+      context: async ({ req, res }) => {
+        const { principal, requestId } = res.locals.verified as ReturnType<typeof verifyPrincipalProof>;
         const rid = req.header(REQUEST_ID_HEADER) ?? requestId ?? randomUUID();
         return options.createContext({
           principal,
@@ -121,6 +138,18 @@ export async function startSubgraphServer<C extends BaseContext>(options: Subgra
       },
     }),
   );
+  app.use((_req, res) => sendError(res, 404, 'NOT_FOUND', 'Not found: GraphQL is served at /graphql.'));
+  // Without this, Express answers body errors with an HTML page that carries the stack trace.
+  const bodyErrors: ErrorRequestHandler = (error, _req, res, next) => {
+    if (res.headersSent) return next(error);
+    const { type, status } = error as { type?: string; status?: number };
+    if (type === 'entity.too.large') return sendError(res, 413, 'PAYLOAD_TOO_LARGE', 'The request body is too large.');
+    if (type === 'entity.parse.failed') return sendError(res, 400, 'BAD_REQUEST', 'The request body is not valid JSON.');
+    if (typeof status === 'number' && status >= 400 && status < 500) return sendError(res, 400, 'BAD_REQUEST', 'The request body cannot be read.');
+    log.error({ err: error }, 'unexpected error before GraphQL');
+    sendError(res, 500, 'INTERNAL_SERVER_ERROR', 'Internal server error.');
+  };
+  app.use(bodyErrors);
 
   const port = await listen(httpServer, options.port, options.host ?? '127.0.0.1');
   const url = `http://${options.host ?? '127.0.0.1'}:${port}`;

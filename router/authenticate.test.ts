@@ -97,6 +97,7 @@ describe('access tokens', () => {
     ['HS256 keyed with the public key', () => jwt.sign({ sub: 'x', iss: 'agent-platform', aud: 'agent-platform-api' }, KEYS.publicKey, { algorithm: 'HS256' }), /invalid/],
     ['alg none', () => `${Buffer.from('{"alg":"none"}').toString('base64url')}.${Buffer.from('{"sub":"x"}').toString('base64url')}.`, /invalid/],
     ['no subject', () => token({ sub: undefined }), /no user/],
+    ['a token without exp, even one signed with the right key', () => jwt.sign({ sub: 'user-1' }, KEYS.privateKey, { algorithm: 'RS256', issuer: 'agent-platform', audience: 'agent-platform-api' }), /no expiry/],
   ])('refuses %s with 401 UNAUTHENTICATED', async (_name, make, message) => {
     const refused = await refusal(authenticator().authenticate({ authorization: `Bearer ${make()}` }));
     expect(refused).toMatchObject({ code: 'UNAUTHENTICATED', status: 401 });

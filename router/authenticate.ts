@@ -144,10 +144,11 @@ export class Authenticator {
       if (error instanceof jwt.NotBeforeError) throw unauthenticatedRequest('The access token is not valid yet.');
       throw unauthenticatedRequest('The access token is invalid.');
     }
+    // jsonwebtoken checks exp only when it is there; an access token that would never expire is refused.
+    if (typeof claims.exp !== 'number') throw unauthenticatedRequest('The access token has no expiry; log in again.');
     if (typeof claims.sub !== 'string' || claims.sub === '') throw unauthenticatedRequest('The access token names no user.');
     const principal: Principal = { kind: 'user', userId: claims.sub, scopes: [...SCOPES] };
-    // A token without exp never expires: it is verified every time rather than remembered.
-    if (typeof claims.exp === 'number') this.remember(token, { principal, exp: claims.exp, nbf: claims.nbf ?? 0 });
+    this.remember(token, { principal, exp: claims.exp, nbf: claims.nbf ?? 0 });
     return principal;
   }
 

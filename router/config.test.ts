@@ -1,3 +1,4 @@
+import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,6 +8,7 @@ import { generateJwtKeyPair } from '../lib/jwt-keys.js';
 import { DEFAULT_CORS_ORIGINS, routerConfigFromEnv } from './config.js';
 
 const KEYS = generateJwtKeyPair();
+const EC_KEYS = generateKeyPairSync('ec', { namedCurve: 'P-256', publicKeyEncoding: { type: 'spki', format: 'pem' }, privateKeyEncoding: { type: 'pkcs8', format: 'pem' } });
 const BASE = { INTERNAL_SECRET: 'x'.repeat(32), JWT_PUBLIC_KEY: KEYS.publicKey };
 const SDL = { supergraphSdl: 'schema { query: Query }' };
 const dir = mkdtempSync(join(tmpdir(), 'router-config-'));
@@ -126,6 +128,17 @@ describe('routerConfigFromEnv', () => {
     expect(refusal({ REDIS_URL: 'http://cache' })).toMatch(/^REDIS_URL must use redis: or rediss:/);
     expect(refusal({ CORS_ORIGINS: 'https://app.example.com/path' })).toMatch(/^CORS_ORIGINS must be a comma-separated list of origins/);
     expect(refusal({ JWT_PUBLIC_KEY: '' })).toMatch(/^JWT_PUBLIC_KEY/);
+    // A key that only looks like PEM, or is not RSA, is refused here rather than crashing startRouter.
+    expect(refusal({ JWT_PUBLIC_KEY: '-----BEGIN PUBLIC KEY-----\nnot a key\n-----END PUBLIC KEY-----' })).toBe(
+      'JWT_PUBLIC_KEY (or JWT_PUBLIC_KEY_FILE) must hold the RSA public key in PEM form that verifies access tokens, but it does not parse as one.',
+    );
+    expect(refusal({ JWT_PUBLIC_KEY: EC_KEYS.publicKey })).toBe(
+      'JWT_PUBLIC_KEY (or JWT_PUBLIC_KEY_FILE) must hold the RSA public key in PEM form that verifies access tokens (access tokens are RS256), got a ec key.',
+    );
+    expect(refusal({ JWT_PUBLIC_KEY: '', JWT_PRIVATE_KEY: '-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----' })).toMatch(
+      /^JWT_PRIVATE_KEY \(or JWT_PRIVATE_KEY_FILE\), from which the public key is derived .* does not parse as one\.$/,
+    );
+    expect(routerConfigFromEnv({ ...BASE, JWT_PUBLIC_KEY: '', JWT_PRIVATE_KEY: KEYS.privateKey }, SDL).jwt.publicKey).toBe(KEYS.publicKey);
     expect(refusal({ WS_MAX_SUBSCRIPTIONS_PER_SOCKET: '0' })).toMatch(/^WS_MAX_SUBSCRIPTIONS_PER_SOCKET must be an integer between 1/);
     expect(refusal({ WS_MAX_MESSAGE_BYTES: 'big' })).toMatch(/^WS_MAX_MESSAGE_BYTES must be an integer/);
   });
