@@ -249,6 +249,26 @@ describe('SubscriptionExecutor', () => {
     expect(await stream.next()).toEqual({ done: true, value: undefined });
   });
 
+  it('completes a subscription that starts past the end of the log once the task ends, instead of holding it forever', async () => {
+    const { executor, eventLog, tasks } = setup();
+    const id = randomUUID();
+    tasks.set(id, { owner: 'alice', status: 'RUNNING', output: null, agentName: 'Helper' });
+    await eventLog.appendMany(id, [{ type: 'QUEUED', attempt: 0 }, { type: 'STARTED', attempt: 1 }]);
+    const stream = await run(await executor.start('1', { query: `subscription { taskEvents(taskId: "${id}", afterSequence: 40) { sequence } }` }, ALICE));
+    const next = stream.next();
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    await eventLog.appendMany(id, [{ type: 'TOKEN', attempt: 1, delta: 'hi' }, { type: 'SUCCEEDED', attempt: 1 }]);
+    const settled = await Promise.race([next, new Promise((resolve) => setTimeout(resolve, 2000, 'still waiting'))]);
+    expect(settled).toEqual({ done: true, value: undefined });
+
+    // The same when the log had already ended before the subscription (the status lags behind it).
+    const ended = randomUUID();
+    tasks.set(ended, { owner: 'alice', status: 'RUNNING', output: null, agentName: 'Helper' });
+    await eventLog.appendMany(ended, [{ type: 'QUEUED', attempt: 0 }, { type: 'FAILED', attempt: 1, delta: 'boom' }]);
+    const late = await run(await executor.start('2', { query: `subscription { taskEvents(taskId: "${ended}", afterSequence: 7) { sequence } }` }, ALICE));
+    expect(await Promise.race([late.next(), new Promise((resolve) => setTimeout(resolve, 2000, 'still waiting'))])).toEqual({ done: true, value: undefined });
+  });
+
   it('ends a waiting stream at once when the client completes', async () => {
     const { executor, eventLog, tasks } = setup();
     const id = randomUUID();

@@ -657,12 +657,9 @@ export class SubscriptionExecutor {
       if ((await log.lastSequence(taskId)) > 0) return iterate([]);
       return iterate(await this.archivedEvents(subscription));
     }
-    if (afterSequence > 0 && (await log.lastSequence(taskId)) === afterSequence) {
-      // The client already has the last event; if it was final there is nothing left to wait for
-      // (the task's status may lag behind its final event for a moment).
-      const [last] = await log.read(taskId, afterSequence - 1);
-      if (last && FINAL_EVENT_TYPES.has(last.type)) return iterate([]);
-    }
+    // A client that already has the final event (the task's status may lag behind it for a
+    // moment), or asks for a position past the end, gets a stream that completes once the log has
+    // ended rather than one that waits forever.
     return log.stream(taskId, afterSequence)[Symbol.asyncIterator]();
   }
 

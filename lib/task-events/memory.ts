@@ -100,6 +100,7 @@ export function createMemoryTaskEventLog(options: MemoryTaskEventLogOptions = {}
 
   const source: EventSource = {
     read: async (taskId, afterSequence) => (current(taskId)?.events ?? []).slice(afterSequence),
+    lastSequence: async (taskId) => current(taskId)?.events.length ?? 0,
     listen: async (taskId, listener) => {
       if (closed) throw new Error('The task event log is closed.');
       let set = listeners.get(taskId);
@@ -123,9 +124,7 @@ export function createMemoryTaskEventLog(options: MemoryTaskEventLogOptions = {}
       assertSequence('afterSequence', afterSequence);
       return source.read(taskId, afterSequence);
     },
-    async lastSequence(taskId) {
-      return current(taskId)?.events.length ?? 0;
-    },
+    lastSequence: source.lastSequence,
     stream(taskId, afterSequence, signal) {
       assertSequence('afterSequence', afterSequence);
       return new TaskEventStream(source, taskId, afterSequence, maxBuffered, signal);

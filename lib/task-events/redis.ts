@@ -258,15 +258,16 @@ export function createRedisTaskEventLog(options: RedisTaskEventLogOptions): Redi
     return subscriber;
   }
 
-  const source: EventSource = {
-    read,
-    listen: (taskId, listener) => hub().listen(taskId, listener),
-    unlisten: (taskId, listener) => channels?.unlisten(taskId, listener),
-  };
-
   async function lastSequence(taskId: string): Promise<number> {
     return Number((await redis.hget(stateKey(taskId), 'seq')) ?? 0);
   }
+
+  const source: EventSource = {
+    read,
+    lastSequence,
+    listen: (taskId, listener) => hub().listen(taskId, listener),
+    unlisten: (taskId, listener) => channels?.unlisten(taskId, listener),
+  };
 
   return {
     async append(taskId, event, appendOptions) {

@@ -8,6 +8,7 @@ function fakeSource() {
   const listeners = new Set<ChannelListener>();
   const source: EventSource = {
     read: async (_taskId, after) => log.filter((event) => event.sequence > after),
+    lastSequence: async () => log.at(-1)?.sequence ?? 0,
     listen: async (_taskId, listener) => void listeners.add(listener),
     unlisten: (_taskId, listener) => void listeners.delete(listener),
   };

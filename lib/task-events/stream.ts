@@ -15,6 +15,8 @@ export interface ChannelListener {
 /** What TaskEventStream needs from a store. */
 export interface EventSource {
   read(taskId: string, afterSequence: number): Promise<TaskEvent[]>;
+  /** The last sequence appended (0 when none). */
+  lastSequence(taskId: string): Promise<number>;
   /** Adds the listener synchronously; resolves once live events reach it. */
   listen(taskId: string, listener: ChannelListener): Promise<void>;
   /** Idempotent. */
@@ -144,7 +146,13 @@ export class TaskEventStream implements AsyncIterableIterator<TaskEvent>, Channe
   }
 
   deliver(event: TaskEvent): void {
-    if (!this.listening || event.sequence <= this.last) return;
+    if (!this.listening) return;
+    if (event.sequence <= this.last) {
+      // A final event at or before where this subscriber starts (an `afterSequence` past the end):
+      // the task has ended, and nothing after it will ever come.
+      if (FINAL_EVENT_TYPES.has(event.type)) this.stop();
+      return;
+    }
     const resolve = this.resolveNext;
     if (resolve && event.sequence === this.last + 1) {
       this.resolveNext = this.rejectNext = null;
@@ -247,6 +255,19 @@ export class TaskEventStream implements AsyncIterableIterator<TaskEvent>, Channe
     const replay = await this.source.read(this.taskId, this.last);
     if (replay.length > 0 && FINAL_EVENT_TYPES.has(replay[replay.length - 1].type)) this.unlisten();
     this.replay = replay;
+    if (replay.length === 0 && this.last > 0 && !this.done) await this.endIfFinished();
+  }
+
+  /**
+   * Nothing after `afterSequence` yet: if the log already ended at or before it (the client has the
+   * final event, or asked for a position past the end), there is nothing to wait for. A final event
+   * appended from now on arrives live and ends the stream in {@link deliver}.
+   */
+  private async endIfFinished(): Promise<void> {
+    const end = await this.source.lastSequence(this.taskId);
+    if (end === 0 || end > this.last || this.done) return;
+    const [tail] = await this.source.read(this.taskId, end - 1);
+    if (tail && FINAL_EVENT_TYPES.has(tail.type)) this.stop();
   }
 
   private stop(): void {

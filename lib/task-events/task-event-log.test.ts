@@ -160,6 +160,36 @@ describe.each([{ make: memoryHarness }, { make: redisHarness }])('TaskEventLog',
       expect(log.subscribedTaskCount()).toBe(0);
     });
 
+    it('ends a stream that starts past the end of the log once the task has ended, before or after it subscribed', async () => {
+      const log = harness.open();
+      const within = <T>(promise: Promise<T>) => Promise.race([promise, new Promise((resolve) => setTimeout(resolve, 2000, 'still waiting'))]);
+      // Ended before the subscription: nothing after afterSequence, and nothing can come.
+      const ended = taskId();
+      await log.appendMany(ended, [{ type: 'QUEUED', attempt: 1 }, { type: 'SUCCEEDED', attempt: 1 }]);
+      for (const after of [2, 3, 50]) expect(await within(collect(log.stream(ended, after)))).toEqual([]);
+
+      // Ends while subscribed, still before afterSequence: the stream completes rather than waiting forever.
+      const running = taskId();
+      await log.appendMany(running, [{ type: 'QUEUED', attempt: 1 }, { type: 'STARTED', attempt: 1 }]);
+      const stream = log.stream(running, 10)[Symbol.asyncIterator]();
+      const next = stream.next();
+      await until(async () => (await harness.subscriptions(log, [running])) === 1);
+      await harness.writer().appendMany(running, [token('late'), { type: 'CANCELLED', attempt: 1 }]);
+      expect(await within(next)).toEqual({ done: true, value: undefined });
+      await until(async () => (await harness.subscriptions(log, [ended, running])) === 0);
+
+      // A position past the end of a running task still waits for what comes after it.
+      const live = taskId();
+      await log.appendMany(live, [{ type: 'QUEUED', attempt: 1 }, { type: 'STARTED', attempt: 1 }]);
+      const waiting = log.stream(live, 3)[Symbol.asyncIterator]();
+      const pending = waiting.next();
+      await until(async () => (await harness.subscriptions(log, [live])) === 1);
+      await harness.writer().appendMany(live, [token('a'), token('b'), { type: 'SUCCEEDED', attempt: 1 }]);
+      expect((await pending).value).toMatchObject({ sequence: 4, delta: 'b' });
+      expect((await waiting.next()).value).toMatchObject({ sequence: 5, type: 'SUCCEEDED' });
+      expect((await waiting.next()).done).toBe(true);
+    });
+
     it('ends a waiting stream when its signal aborts or return() is called', async () => {
       const log = harness.open();
       const id = taskId();

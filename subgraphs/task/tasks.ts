@@ -202,8 +202,9 @@ export async function cancelTask(em: EntityManager, ownerId: string, id: string)
     );
     if (updated.length > 0) {
       const task = tx.map(TaskEntity, updated[0]);
-      // The relay appends CANCELLED to the task's events, which is how a worker running it learns
-      // to stop (within milliseconds; its lease renewal is the slower fallback).
+      // The relay appends CANCELLED to the task's events (the final event subscribers see). A worker
+      // running the task stops when its watch reads the CANCELLED status (every 250 ms), or sooner
+      // when the log refuses its next TOKEN after CANCELLED; either aborts the provider request.
       await writeOutbox(tx, task.id, TOPIC_CANCELLED, outcomeOf(task), now);
       return task;
     }

@@ -1,4 +1,4 @@
 import { runService } from '../../lib/cli/run-service.js';
-import { startTaskWorkerService, taskWorkerConfigFromEnv } from './worker-service.js';
+import { standaloneWorkerConfigFromEnv, startTaskWorkerService } from './worker-service.js';
 
-await runService('worker', taskWorkerConfigFromEnv, startTaskWorkerService);
+await runService('worker', standaloneWorkerConfigFromEnv, startTaskWorkerService);

@@ -68,6 +68,24 @@ export function taskWorkerConfigFromEnv(env: Env): TaskWorkerServiceConfig {
   };
 }
 
+/**
+ * The settings of a worker in a process of its own (`npm run start:worker`, Compose, Kubernetes).
+ * It shares the work queue with the task service and the event log with the routers, so AMQP_URL
+ * and REDIS_URL are required: without them it would wait on an in-process queue nobody publishes
+ * to, and write events no subscriber sees, while tasks stayed QUEUED. (`npm start` runs its worker
+ * in-process and reads taskWorkerConfigFromEnv instead.)
+ */
+export function standaloneWorkerConfigFromEnv(env: Env): TaskWorkerServiceConfig {
+  const config = taskWorkerConfigFromEnv(env);
+  if (!config.amqpUrl) {
+    throw new ConfigError('AMQP_URL must be set (amqp://user:pass@host:5672) for a task worker in its own process: it takes tasks from the RabbitMQ queue the task service publishes to.');
+  }
+  if (!config.redisUrl) {
+    throw new ConfigError('REDIS_URL must be set (redis://host:6379) for a task worker in its own process: its task events reach subscribers through Redis.');
+  }
+  return config;
+}
+
 /** Shared parts handed in by a process that runs several services (`npm start`). */
 export interface TaskWorkerDeps {
   broker?: MessageBroker;

@@ -15,6 +15,8 @@ export class ContextTooLargeError extends Error {
 export interface HistoryMessage {
   role: 'SYSTEM' | 'USER' | 'ASSISTANT' | 'TOOL';
   content: string;
+  /** The count the memory service stored (the provider's own for an answer), when it has one. */
+  tokenCount?: number | null;
 }
 
 /** Reads the session's recent history, newest kept first within a token budget. */
@@ -26,7 +28,7 @@ export type HistoryReader = (task: TaskRow, maxTokens: number) => Promise<Histor
  */
 export function memoryHistoryReader(memoryUrl: string, internalSecret: string, timeoutMs = 10_000): HistoryReader {
   const query = `query ($r: [_Any!]!, $max: Int!, $task: ID) { _entities(representations: $r) {
-    ... on Session { contextMessages(maxTokens: $max, excludeTaskId: $task) { role content } } } }`;
+    ... on Session { contextMessages(maxTokens: $max, excludeTaskId: $task) { role content tokenCount } } } }`;
   return async (task, maxTokens) => {
     if (!task.sessionId || maxTokens <= 0) return [];
     const proof = signPrincipalProof({ kind: 'user', userId: task.ownerId, scopes: ['memory:read'] }, internalSecret, `task-${task.id}`);
@@ -49,6 +51,29 @@ export function memoryHistoryReader(memoryUrl: string, internalSecret: string, t
 }
 
 /**
+ * The newest contiguous messages of `history` (oldest first) whose cost fits in `budget`: each
+ * costs its estimated tokens (or the stored count, if larger) plus the per-message framing, as the
+ * system prompt and the input are counted. The memory service cuts the history with its own counts
+ * and no framing; counted again here, the request stays within the window whatever those were
+ * (text outside the Latin script, or a long run of short messages).
+ */
+function fitHistory(history: HistoryMessage[], budget: number, estimateTokens: (text: string) => number): HistoryMessage[] {
+  let used = 0;
+  let start = history.length;
+  while (start > 0) {
+    const message = history[start - 1];
+    // SYSTEM and TOOL messages are not sent (see buildRequest): they cost nothing.
+    if (message.role === 'USER' || message.role === 'ASSISTANT') {
+      const cost = Math.max(estimateTokens(message.content), message.tokenCount ?? 0) + FRAMING_TOKENS;
+      if (used + cost > budget) break;
+      used += cost;
+    }
+    start -= 1;
+  }
+  return history.slice(start);
+}
+
+/**
  * Builds the provider request: the system prompt (never dropped), the session's newest messages
  * that fit the model's context window after reserving room for the answer, then the input.
  * Consecutive messages of one role are merged and a leading assistant message dropped, since
@@ -68,7 +93,7 @@ export async function buildRequest(
       `The input and system prompt need about ${fixed} tokens, more than the ${sizing.contextWindow}-token context of ${task.model} leaves after ${reserve} for the answer.`,
     );
   }
-  const history = await readHistory(task, historyBudget);
+  const history = fitHistory(await readHistory(task, historyBudget), historyBudget, sizing.estimateTokens);
   const messages: ChatMessage[] = [];
   for (const message of [...history, { role: 'USER' as const, content: task.input }]) {
     if (message.role !== 'USER' && message.role !== 'ASSISTANT') continue;
