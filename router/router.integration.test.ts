@@ -698,15 +698,22 @@ describe('sandbox, logging and shutdown', () => {
 
     const good = run(env);
     disposers.push(async () => void good.kill('SIGKILL'));
+    let startOutput = '';
     const url = await new Promise<string>((resolve, reject) => {
-      let output = '';
       good.stdout.on('data', (chunk: Buffer) => {
-        output += chunk;
-        const ready = output.split('\n').find((line) => line.includes('"router ready"'));
+        startOutput += chunk;
+        const ready = startOutput.split('\n').find((line) => line.includes('"router ready"'));
         if (ready) resolve((JSON.parse(ready) as { url: string }).url.replace(/\/graphql$/, ''));
       });
-      good.once('exit', (code) => reject(new Error(`router exited with ${code}: ${output}`)));
+      good.once('exit', (code) => reject(new Error(`router exited with ${code}: ${startOutput}`)));
     });
+    // Started on its own without REDIS_URL: it runs, and says once what that costs.
+    const warnings = startOutput
+      .split('\n')
+      .filter((line) => line.startsWith('{'))
+      .map((line) => JSON.parse(line) as { level: number; msg: string })
+      .filter((line) => line.level === 40 && line.msg.includes('REDIS_URL'));
+    expect(warnings.map((line) => line.msg)).toEqual([expect.stringMatching(/^REDIS_URL is unset: rate limits .* taskEvents subscriptions /)]);
     expect((await gql(url, '{ me { id } }', bearer(accessToken()))).body?.data).toEqual({ me: { id: 'user-1' } });
     let tail = '';
     good.stdout.on('data', (chunk: Buffer) => (tail += chunk));

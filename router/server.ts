@@ -41,6 +41,31 @@ export interface RouterDeps {
    * or in memory, closed with the router
    */
   eventLog?: TaskEventLog;
+  /**
+   * The whole platform runs in this process (`npm start`'s embedded mode): its in-process rate
+   * limits and event log are shared by everything there is, so a missing REDIS_URL is not warned about.
+   * @default false
+   */
+  embedded?: boolean;
+}
+
+/**
+ * The warning a router started on its own without REDIS_URL logs once at start, or undefined when
+ * nothing it needs shared is kept in its own memory. Without Redis, rate-limit windows are counted
+ * in this process only (each replica allows the whole rate), and the task event log is an
+ * in-memory one that task workers in other processes never write to, so live `taskEvents`
+ * subscriptions see none of their events. It still starts: tests and single-process setups run it so.
+ */
+export function missingRedisWarning(
+  config: Pick<RouterConfig, 'redisUrl' | 'rateLimit'>,
+  deps: Pick<RouterDeps, 'redis' | 'eventLog' | 'embedded'> = {},
+): string | undefined {
+  if (config.redisUrl || deps.embedded) return undefined;
+  const consequences: string[] = [];
+  if (config.rateLimit.enabled && !deps.redis) consequences.push('rate limits are counted in this router process only (each replica allows the full rate)');
+  if (!deps.eventLog) consequences.push('taskEvents subscriptions cannot see the events that task workers in other processes write');
+  if (consequences.length === 0) return undefined;
+  return `REDIS_URL is unset: ${consequences.join(', and ')}. Set REDIS_URL to the Redis the task service and workers use; only \`npm start\` (everything in one process) does without.`;
 }
 
 /**
@@ -122,10 +147,8 @@ export async function startRouter(config: RouterConfig, deps: RouterDeps = {}): 
   const ownsEventLog = !deps.eventLog;
   const eventLog =
     deps.eventLog ?? createTaskEventLog({ redisUrl: config.redisUrl, prefix: config.events.prefix, retentionSeconds: config.events.retentionSeconds, log });
-  if (!deps.eventLog && !config.redisUrl) {
-    // Only `npm start` runs workers in the router's process, and it hands its log in.
-    log.warn('REDIS_URL is unset: subscriptions follow an in-memory task event log that workers in other processes cannot reach.');
-  }
+  const warning = missingRedisWarning(config, deps);
+  if (warning) log.warn(warning);
 
   const limiter = config.rateLimit.enabled
     ? new RateLimiter({ store: redis ? new RedisRateLimitStore(redis, config.rateLimit.prefix) : new MemoryRateLimitStore(), log })

@@ -5,8 +5,9 @@ import { describe, expect, it } from 'vitest';
 import YAML from 'yaml';
 
 /**
- * Sandbox shows descriptions to users: every type, field, input field and enum value of every
- * subgraph listed in supergraph.yaml has a `"""` description (root operation types excepted).
+ * Sandbox shows descriptions to users: every type, field, argument, input field and enum value of
+ * every subgraph listed in supergraph.yaml has a `"""` description (root operation types excepted;
+ * their fields and arguments are not).
  */
 const root = resolve(import.meta.dirname, '../..');
 const config = YAML.parse(readFileSync(resolve(root, 'supergraph.yaml'), 'utf8')) as { subgraphs: Record<string, { schema: { file: string } }> };
@@ -18,12 +19,17 @@ function undescribed(definition: DefinitionNode): string[] {
   const missing: string[] = [];
   if (!ROOT_TYPES.has(type) && !('description' in definition && definition.description)) missing.push(type);
   const members = [...('fields' in definition ? (definition.fields ?? []) : []), ...('values' in definition ? (definition.values ?? []) : [])];
-  for (const member of members) if (!member.description) missing.push(`${type}.${member.name.value}`);
+  for (const member of members) {
+    const path = `${type}.${member.name.value}`;
+    if (!member.description) missing.push(path);
+    const args = 'arguments' in member ? (member.arguments ?? []) : [];
+    for (const argument of args) if (!argument.description) missing.push(`${path}(${argument.name.value})`);
+  }
   return missing;
 }
 
 describe('subgraph schemas', () => {
-  it.each(Object.entries(config.subgraphs))('%s describes every type and field', (_name, spec) => {
+  it.each(Object.entries(config.subgraphs))('%s describes every type, field and argument', (_name, spec) => {
     const document = parse(readFileSync(resolve(root, spec.schema.file), 'utf8'));
     expect(document.definitions.flatMap(undescribed)).toEqual([]);
   });

@@ -71,7 +71,7 @@ try {
   for (const subgraph of subgraphs) closers.push(subgraph.close);
   const worker = await startTaskWorkerService({ ...taskWorkerConfigFromEnv(env), healthPort: -1 }, { broker, eventLog });
   closers.push(worker.close);
-  const router = await startRouter(routerConfigFromEnv(env), { eventLog });
+  const router = await startRouter(routerConfigFromEnv(env), { eventLog, embedded: true });
   closers.push(router.close);
   log.info(`Agent platform ready in ${Date.now() - started} ms: ${router.url}/graphql (Apollo Sandbox in a browser)`);
   exitOnSignals(log, closeAll);

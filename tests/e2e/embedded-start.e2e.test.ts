@@ -101,6 +101,8 @@ describe('npm start on embedded defaults', () => {
       expect(leftOver, output).toBe(false);
       expect(output).toContain('SIGTERM received, shutting down');
       expect(output).not.toMatch(/shutdown failed|took too long/);
+      // In-process stores are right for one process: no warning that REDIS_URL is missing.
+      expect(output).not.toMatch(/"level":40[^\n]*REDIS_URL/);
     }
   }, 90_000);
 });
