@@ -6,6 +6,7 @@
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
+import { stopSharedPlatform } from './support/platform.js';
 import type { BenchOptions, Section, SectionResult } from './types.js';
 
 const args = process.argv.slice(2);
@@ -69,6 +70,8 @@ for (const [name, load] of Object.entries(SECTIONS)) {
   results[name] = { ...result.figures, notes: result.notes };
   rows.push([`— ${name} (${Math.round((Date.now() - started) / 1000)} s)`, '', ''], ...result.table);
 }
+
+await stopSharedPlatform().catch((error: unknown) => console.error('[bench] stopping the platform failed:', error));
 
 const width = [Math.max(...rows.map((r) => r[0].length)), Math.max(...rows.map((r) => r[1].length))];
 console.log(rows.map(([a, b, c]) => `${a.padEnd(width[0])}  ${b.padStart(width[1])}  ${c}`).join('\n'));

@@ -11,7 +11,7 @@ import { join, resolve } from 'node:path';
 import jwt from 'jsonwebtoken';
 import { generateJwtKeyPair, JWT_ALGORITHM } from '../../lib/jwt-keys.js';
 import { LoadGenerator, type Window } from './load.js';
-import { freePort, nodeCommand, startProcess, stopAll, waitUntil } from './processes.js';
+import { freePort, nodeCommand, spawnProcess, stopAll, waitUntil } from '../support/processes.js';
 import type { PublicSubgraphName } from './public/subgraphs.js';
 import { composePublicSupergraph, HEAVY_QUERY } from './public/workload.js';
 
@@ -30,8 +30,9 @@ const load = String(count - 1);
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 
 try {
-  const subgraphs = startProcess('public subgraphs', nodeCommand('benchmarks/gateway/public/serve.ts'), { cpus: load });
+  const subgraphs = spawnProcess('public subgraphs', nodeCommand('benchmarks/gateway/public/serve.ts'), { cpus: load });
   const ports = (JSON.parse(await subgraphs.line((line) => line.startsWith('{"ready"'))) as { ready: Record<PublicSubgraphName, number> }).ready;
+  subgraphs.pin();
   const dir = mkdtempSync(join(tmpdir(), 'bench-ab-'));
   const supergraphPath = join(dir, 'supergraph.graphql');
   writeFileSync(supergraphPath, composePublicSupergraph(ports));
@@ -41,7 +42,7 @@ try {
   const variants = await Promise.all(
     [dirA, dirB].map(async (root) => {
       const port = await freePort();
-      const started = startProcess(root, [process.execPath, '--import', 'tsx', resolve(root, 'router/main.ts')], {
+      const started = spawnProcess(root, [process.execPath, '--import', 'tsx', resolve(root, 'router/main.ts')], {
         cpus: sut,
         env: {
           NODE_ENV: 'production',

@@ -3,7 +3,7 @@
  * processes on the same cores, NODE_ENV=production, and nothing tuned for one workload only.
  */
 import { resolve } from 'node:path';
-import { ROOT, freePort, nodeCommand, startProcess, waitUntil, type BenchProcess } from './processes.js';
+import { ROOT, freePort, nodeCommand, spawnProcess, waitUntil, type BenchChild } from '../support/processes.js';
 
 export type ContenderId = 'router' | 'router_auth' | 'apollo_gateway' | 'hive_gateway';
 export const CONTENDER_IDS: readonly ContenderId[] = ['router', 'router_auth', 'apollo_gateway', 'hive_gateway'];
@@ -11,7 +11,7 @@ export const CONTENDER_IDS: readonly ContenderId[] = ['router', 'router_auth', '
 export interface RunningContender {
   id: ContenderId;
   label: string;
-  process: BenchProcess;
+  process: BenchChild;
   /** GraphQL endpoint. */
   url: string;
   /** Headers the load generator sends (the JWT for our router with auth on). */
@@ -64,8 +64,8 @@ async function graphqlAnswers(url: string, headers: Record<string, string>): Pro
   return response.ok;
 }
 
-function routerProcess(id: 'router' | 'router_auth', setup: ContenderSetup, router: RouterSetup, port: number): BenchProcess {
-  return startProcess(id, nodeCommand('router/main.ts', { nodeFlags: setup.nodeFlags }), {
+function routerProcess(id: 'router' | 'router_auth', setup: ContenderSetup, router: RouterSetup, port: number): BenchChild {
+  return spawnProcess(id, nodeCommand('router/main.ts', { nodeFlags: setup.nodeFlags }), {
     cpus: setup.cpus,
     env: {
       ...BASE_ENV,
@@ -91,7 +91,7 @@ function routerProcess(id: 'router' | 'router_auth', setup: ContenderSetup, rout
 export async function startContender(id: ContenderId, setup: ContenderSetup, router: RouterSetup): Promise<RunningContender> {
   const port = await freePort();
   const headersEnv: Record<string, string> = setup.subgraphHeadersFile ? { SUBGRAPH_HEADERS_FILE: setup.subgraphHeadersFile } : {};
-  let process: BenchProcess;
+  let process: BenchChild;
   let label: string;
   let clientHeaders: Record<string, string> = {};
   switch (id) {
@@ -106,14 +106,14 @@ export async function startContender(id: ContenderId, setup: ContenderSetup, rou
       clientHeaders = router.authHeaders;
       break;
     case 'apollo_gateway':
-      process = startProcess(id, nodeCommand('benchmarks/gateway/apollo-gateway-main.ts', { nodeFlags: setup.nodeFlags }), {
+      process = spawnProcess(id, nodeCommand('benchmarks/gateway/apollo-gateway-main.ts', { nodeFlags: setup.nodeFlags }), {
         cpus: setup.cpus,
         env: { ...BASE_ENV, SUPERGRAPH_PATH: setup.supergraphPath, PORT: String(port), PROCESSES: String(setup.processes), ...headersEnv },
       });
       label = 'bare @apollo/gateway + @apollo/server';
       break;
     case 'hive_gateway':
-      process = startProcess(
+      process = spawnProcess(
         id,
         [
           globalThis.process.execPath,

@@ -8,7 +8,7 @@
  * measured in turns, several windows each in the full run, and every figure is from one run.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import jwt from 'jsonwebtoken';
 import { generateJwtKeyPair, JWT_ALGORITHM } from '../../lib/jwt-keys.js';
@@ -16,19 +16,19 @@ import { SCOPES, signPrincipalProof, PRINCIPAL_HEADER } from '../../lib/principa
 import type { BenchOptions, Section, SectionResult } from '../types.js';
 import { CONTENDER_IDS, startContender, type ContenderId, type ContenderSetup, type RouterSetup, type RunningContender } from './contenders.js';
 import { OWN_QUERY, seed, startOwnSubgraphs, type OwnSubgraphs } from './own/platform.js';
-import { coresOf, nodeCommand, pinSelf, startProcess, stopAll, type BenchProcess } from './processes.js';
+import { coresOf, coreTicks, nodeCommand, pinSelf, spawnProcess, stopAll, type BenchChild } from '../support/processes.js';
 import { PUBLIC_SUBGRAPHS, type PublicSubgraphName } from './public/subgraphs.js';
 import { composePublicSupergraph, HEAVY_QUERY } from './public/workload.js';
 import { LoadGenerator } from './load.js';
 import { runSuite, type SubgraphTraffic, type SuiteOutcome, type SuiteSettings } from './suite.js';
 
 const FULL = {
-  public: { connections: 50, primeRequests: 0, primeMaxSeconds: 0, warmupRequests: 500, warmupMaxSeconds: 10, seconds: 8, rounds: 3 },
-  own: { connections: 50, primeRequests: 600, primeMaxSeconds: 15, warmupRequests: 100, warmupMaxSeconds: 5, seconds: 6, rounds: 2 },
+  public: { connections: 50, primeRequests: 0, primeMaxSeconds: 0, warmupRequests: 500, warmupMaxSeconds: 10, seconds: 8, rounds: 2, trafficSamples: 10 },
+  own: { connections: 50, primeRequests: 600, primeMaxSeconds: 15, warmupRequests: 100, warmupMaxSeconds: 5, seconds: 6, rounds: 2, trafficSamples: 10 },
 } satisfies Record<string, SuiteSettings>;
 const QUICK = {
-  public: { connections: 50, primeRequests: 0, primeMaxSeconds: 0, warmupRequests: 100, warmupMaxSeconds: 2, seconds: 2, rounds: 1 },
-  own: { connections: 50, primeRequests: 200, primeMaxSeconds: 3, warmupRequests: 50, warmupMaxSeconds: 1, seconds: 2, rounds: 1 },
+  public: { connections: 50, primeRequests: 0, primeMaxSeconds: 0, warmupRequests: 100, warmupMaxSeconds: 2, seconds: 2, rounds: 1, trafficSamples: 3 },
+  own: { connections: 50, primeRequests: 200, primeMaxSeconds: 3, warmupRequests: 50, warmupMaxSeconds: 1, seconds: 2, rounds: 1, trafficSamples: 3 },
 } satisfies Record<string, SuiteSettings>;
 
 /** Far above what one run sends, so that the limit never refuses but is counted on every request. */
@@ -58,9 +58,14 @@ function report(outcome: SuiteOutcome, prefix: string, cores: number, figures: F
       figures[`${key}_subgraph_fetches_per_request`] = round1(traffic.requests);
       figures[`${key}_subgraph_kb_per_request`] = round1((traffic.bytesIn + traffic.bytesOut) / 1024);
     }
-    if (!window) {
+    const empty = window !== null && window.requests === 0;
+    if (!window || empty) {
       for (const suffix of ['rps', 'p50_ms', 'p95_ms', 'p99_ms', 'rss_mb', 'errors', 'cpu_ms_per_request', 'foreign_cpu_pct']) figures[`${key}_${suffix}`] = null;
-      rows.push([`${label}`, 'n/a', note ?? 'not measured']);
+      const why = empty
+        ? `no answer completed within the ${window.seconds.toFixed(1)} s window: under this load an answer takes longer than that (the full run's longer windows measure it)`
+        : (note ?? 'not measured');
+      if (empty) notes[`${key}_rps`] = [note, why].filter(Boolean).join('; ');
+      rows.push([`${label}`, 'n/a', why]);
       continue;
     }
     const rps = window.requests / window.seconds;
@@ -94,9 +99,16 @@ function report(outcome: SuiteOutcome, prefix: string, cores: number, figures: F
   ratio('router', 'hive_gateway', 'router_vs_hive_gateway', 'router ÷ Hive Gateway --jit');
 }
 
-async function startAll(setup: ContenderSetup, router: RouterSetup, ids = CONTENDER_IDS): Promise<RunningContender[]> {
+async function startAll(setup: ContenderSetup, router: RouterSetup, log: (line: string) => void, what: string, ids = CONTENDER_IDS): Promise<RunningContender[]> {
   // Started together (their start-up is not measured); on failure the section's stopAll ends the others.
-  return Promise.all(ids.map((id) => startContender(id, setup, router)));
+  const started = Date.now();
+  return Promise.all(
+    ids.map(async (id) => {
+      const contender = await startContender(id, setup, router);
+      log(`gateway: ${id} answers (${what}) after ${((Date.now() - started) / 1000).toFixed(1)} s`);
+      return contender;
+    }),
+  );
 }
 
 /** A workload whose contenders are up and answering, ready to be measured. */
@@ -122,8 +134,9 @@ export async function preparePublic(
   ids: readonly ContenderId[] = CONTENDER_IDS,
   nodeFlags?: readonly string[],
 ): Promise<Prepared> {
-  const subgraphs: BenchProcess = startProcess('public subgraphs', nodeCommand('benchmarks/gateway/public/serve.ts'), { cpus: options.cpus?.load });
+  const subgraphs: BenchChild = spawnProcess('public subgraphs', nodeCommand('benchmarks/gateway/public/serve.ts'), { cpus: options.cpus?.load });
   const ready = await subgraphs.line((line) => line.startsWith('{"ready"'));
+  subgraphs.pin();
   const ports = (JSON.parse(ready) as { ready: Record<PublicSubgraphName, number> }).ready;
   if (PUBLIC_SUBGRAPHS.some((name) => !ports[name])) throw new Error(`The public subgraphs did not all start: ${ready}`);
   const supergraphPath = join(dir, 'public-supergraph.graphql');
@@ -139,7 +152,7 @@ export async function preparePublic(
     openHeaders: {},
     authHeaders: { authorization: `Bearer ${token}` },
   };
-  const contenders = await startAll({ supergraphPath, cpus: options.cpus?.sut, processes, nodeFlags }, router, ids);
+  const contenders = await startAll({ supergraphPath, cpus: options.cpus?.sut, processes, nodeFlags }, router, options.log, 'public', ids);
   options.log('gateway: public workload ready');
   return {
     contenders,
@@ -174,7 +187,7 @@ export async function prepareOwn(options: BenchOptions, dir: string, processes: 
     const subgraphHeadersFile = join(dir, 'own-subgraph-headers.json');
     const setup: ContenderSetup = { supergraphPath, cpus: options.cpus?.sut, processes, subgraphHeadersFile };
     // The contenders start while the subgraphs do (none fetches before the first query).
-    const [[routerOpen, routerAuth, apollo, hive]] = await Promise.all([startAll(setup, router), own.ready]);
+    const [[routerOpen, routerAuth, apollo, hive]] = await Promise.all([startAll(setup, router, options.log, 'own'), own.ready]);
     // The router with limits on seeds the data; the user it creates is who every contender reads as.
     const seeded = await seed(routerAuth.url);
     const bearer = { authorization: `Bearer ${seeded.accessToken}` };
@@ -221,7 +234,10 @@ export const run: Section = async (options) => {
   const generator = new LoadGenerator(options.cpus?.load, options.cpus?.sut);
   try {
     log('gateway: starting the public workload, our subgraphs on a fresh database, and the contenders of both');
+    const busyBefore = coreTicks(coresOf(`0-${cpus().length - 1}`));
     const [publicReady, ownReady] = await Promise.allSettled([preparePublic(options, dir, processes), prepareOwn(options, dir, processes)]);
+    const busy = coreTicks(coresOf(`0-${cpus().length - 1}`));
+    log(`gateway: everything started; the machine's cores were busy ${Math.round(((busy.busy - busyBefore.busy) / (busy.total - busyBefore.total)) * 100)}% of the time meanwhile`);
     if (ownReady.status === 'fulfilled') cleanups.push(ownReady.value.cleanup);
 
     const suites: [string, string, PromiseSettledResult<Prepared>, SuiteSettings][] = [

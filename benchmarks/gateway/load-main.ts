@@ -2,7 +2,8 @@
  * The load generator, as its own process so that it can be pinned to the load core:
  * `node --import tsx benchmarks/gateway/load-main.ts`. Reads one {@link LoadPlan} per stdin line;
  * for each, warms up with `warmupRequests` answers (discarded), prints `{"measuring":true}`, runs it
- * for `seconds` and prints `{"result":LoadResult}`. Exits when stdin ends.
+ * for `seconds` and prints `{"result":LoadResult}` (`seconds` 0: warm-up only, an empty result).
+ * Exits when stdin ends.
  */
 import { createRequire } from 'node:module';
 import { createInterface } from 'node:readline';
@@ -77,6 +78,10 @@ function run(plan: LoadPlan, seconds: number, latencies?: number[], requests?: n
 async function measure(plan: LoadPlan): Promise<LoadResult> {
   // Warm by answers, not time: a JIT needs so many calls however slow the machine is today.
   if (plan.warmupRequests > 0) await run(plan, plan.warmupMaxSeconds, undefined, plan.warmupRequests);
+  if (plan.seconds === 0) {
+    // Warm-up only.
+    return { requests: 0, seconds: 0, latenciesMs: [], p50Ms: 0, p95Ms: 0, p99Ms: 0, errors: 0, non2xx: 0, graphqlErrors: 0, bytes: 0 };
+  }
   console.log(JSON.stringify({ measuring: true }));
   const latencies: number[] = [];
   const started = performance.now();

@@ -1,4 +1,24 @@
-import { coresOf, coreTicks, cpuMs, nodeCommand, processTree, residentBytes, startProcess, type BenchProcess } from './processes.js';
+import { coresOf, coreTicks, cpuMs, nodeCommand, processTree, residentBytes, sleep, spawnProcess, type BenchChild } from '../support/processes.js';
+
+/** A contender that used at most one 10 ms clock tick of CPU over {@link IDLE_SAMPLE_MS} is idle. */
+const IDLE_CPU_MS = 10;
+const IDLE_SAMPLE_MS = 200;
+
+/**
+ * Waits until the process tree at `rootPid` is idle (or `maxMs` passed): a load run that ends
+ * (its time is up, or a warm-up reached its limit) drops the requests still in flight, and the
+ * contender goes on working on them for a while. Measuring the next window, or the next contender
+ * on the same cores, during that tail would charge it to the wrong one.
+ */
+export async function waitIdle(rootPid: number, maxMs = 15_000): Promise<void> {
+  const deadline = Date.now() + maxMs;
+  while (Date.now() < deadline) {
+    const pids = processTree(rootPid);
+    const before = cpuMs(pids);
+    await sleep(IDLE_SAMPLE_MS);
+    if (cpuMs(pids) - before <= IDLE_CPU_MS) return;
+  }
+}
 
 /** What the load generator process is asked to do. */
 export interface LoadPlan {
@@ -9,6 +29,7 @@ export interface LoadPlan {
   /** Answers to wait for before measuring (0: none), within `warmupMaxSeconds`. */
   warmupRequests: number;
   warmupMaxSeconds: number;
+  /** The measured window; 0: warm up only (the answer is then an empty result). */
   seconds: number;
   /** Send back every latency (sorted), so that windows of several rounds can be merged. */
   keepLatencies: boolean;
@@ -45,13 +66,13 @@ export interface Window extends LoadResult {
 
 /** The load generator process, pinned to the load cores, started once for all windows. */
 export class LoadGenerator {
-  private readonly process: BenchProcess;
+  private readonly process: BenchChild;
 
   private readonly sutCores: number[];
 
   /** @param cpus where the generator runs; @param sutCpus the contenders' cores, watched for other work. */
   constructor(cpus: string | undefined, sutCpus: string | undefined) {
-    this.process = startProcess('load generator', nodeCommand('benchmarks/gateway/load-main.ts'), { cpus, stdin: true });
+    this.process = spawnProcess('load generator', nodeCommand('benchmarks/gateway/load-main.ts'), { cpus, pin: 'spawn', stdin: true });
     this.sutCores = sutCpus ? coresOf(sutCpus) : [];
   }
 
@@ -66,8 +87,16 @@ export class LoadGenerator {
       peakRssBytes = Math.max(peakRssBytes, residentBytes(pids));
     }, 100);
     try {
-      const measuring = this.process.line((line) => line.startsWith('{"measuring"') || line.startsWith('{"failed"'), (plan.warmupMaxSeconds + 60) * 1000);
-      this.process.child.stdin!.write(`${JSON.stringify(plan)}\n`);
+      if (plan.warmupRequests > 0) {
+        // Warm up, then let the contender finish what the warm-up left in flight before measuring.
+        const warming = this.process.line((line) => line.startsWith('{"result"') || line.startsWith('{"failed"'), (plan.warmupMaxSeconds + 60) * 1000);
+        this.process.child.stdin!.write(`${JSON.stringify({ ...plan, seconds: 0 })}\n`);
+        const warmed = await warming;
+        if (warmed.startsWith('{"failed"')) throw new Error((JSON.parse(warmed) as { failed: string }).failed);
+        await waitIdle(contenderPid);
+      }
+      const measuring = this.process.line((line) => line.startsWith('{"measuring"') || line.startsWith('{"failed"'), 60_000);
+      this.process.child.stdin!.write(`${JSON.stringify({ ...plan, warmupRequests: 0 })}\n`);
       const started = await measuring;
       if (started.startsWith('{"failed"')) throw new Error((JSON.parse(started) as { failed: string }).failed);
       const cpuAtStart = cpuMs(pids);
@@ -79,6 +108,8 @@ export class LoadGenerator {
       const foreignCpuMs = Math.max(0, (coresAtEnd.busy - coresAtStart.busy) * 10 - used);
       if (line.startsWith('{"failed"')) throw new Error((JSON.parse(line) as { failed: string }).failed);
       const { result } = JSON.parse(line) as { result: LoadResult };
+      // What the window left in flight is finished before the next window, of this contender or another.
+      await waitIdle(contenderPid);
       return { ...result, peakRssBytes, cpuMs: used, foreignCpuMs };
     } finally {
       clearInterval(sampler);

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { CONTENDER_IDS, type ContenderId } from './contenders.js';
 import { preparePublic } from './index.js';
 import { LoadGenerator } from './load.js';
-import { stopAll } from './processes.js';
+import { stopAll } from '../support/processes.js';
 
 interface ProfileNode {
   id: number;

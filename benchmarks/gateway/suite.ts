@@ -18,6 +18,8 @@ export interface SuiteSettings {
   warmupMaxSeconds: number;
   /** One measured window. */
   seconds: number;
+  /** Answers per contender, one at a time, to count what one answer costs in subgraph traffic. */
+  trafficSamples: number;
   /**
    * Windows per contender, taken in turns (a, b, c, d, then b, c, d, a, ...), so that a
    * disturbance of the machine during the run is shared instead of landing on one contender.
@@ -94,7 +96,7 @@ export async function runSuite(
   // What one answer costs in subgraph fetches and bytes, each contender alone (before any load).
   const alone = new Map<ContenderId, SubgraphTraffic>();
   if (traffic) {
-    const samples = 10;
+    const samples = settings.trafficSamples;
     for (const contender of contenders) {
       if (notes.has(contender.id)) continue;
       const before = await traffic();

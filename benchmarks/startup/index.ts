@@ -12,8 +12,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { freePort } from '../../tests/support/processes.js';
-import { ROOT, sleep } from '../tasks/support.js';
+import { freePort, ROOT, sleep } from '../support/processes.js';
 import type { Section, SectionResult } from '../types.js';
 
 interface StartMeasure {

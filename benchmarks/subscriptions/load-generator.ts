@@ -10,7 +10,8 @@
 import { createClient, type Client } from 'graphql-ws';
 import WebSocket from 'ws';
 import { LatencyHistogram, now, readStamp, type LatencySummary } from './latency.js';
-import { serveIpc, sleep } from './processes.js';
+import { sleep } from '../support/processes.js';
+import { serveIpc } from './processes.js';
 import { FEDERATED_QUERY, PLAIN_QUERY } from './workload.js';
 
 export interface LoadGeneratorConfig {

@@ -21,13 +21,15 @@
  * TASKS_BENCH_WORKER_ENV='{"WORKER_CONCURRENCY":"50"}', TASKS_BENCH_PROFILE=dir (`--cpu-prof` of
  * every platform process into dir).
  */
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import type { BenchOptions, Section, SectionResult } from '../types.js';
 import { prepareBare } from './bare.js';
 import type { LoadConfig, LoadResult } from './load.js';
-import { startBenchPlatform, type BenchPlatform } from './platform.js';
-import { CpuMeter, REDIS_URL, round, runJsonChild, spawnNode, sleep, type Child } from './support.js';
+import { ROUTER_NODE_ARGS, sharedPlatform, type BenchPlatform } from '../support/platform.js';
+import { sleep, spawnNode, type BenchChild as Child } from '../support/processes.js';
+import { REDIS_URL } from '../support/redis.js';
+import { CpuMeter, round, runJsonChild } from './support.js';
 
 const INPUT = 'the quick brown fox jumps over it';
 
@@ -157,7 +159,7 @@ async function runBare(platform: BenchPlatform, options: BenchOptions, sizes: Si
   const bareWorkers: Child[] = [];
   try {
     for (let i = 0; i < workers; i++) {
-      bareWorkers.push(spawnNode(`bare worker ${i + 1}`, 'benchmarks/tasks/bare-worker.ts', { BENCH_CONFIG: JSON.stringify(workerConfig) }, { cpus: options.cpus?.sut }));
+      bareWorkers.push(spawnNode(`bare worker ${i + 1}`, 'benchmarks/tasks/bare-worker.ts', { env: { BENCH_CONFIG: JSON.stringify(workerConfig) }, cpus: options.cpus?.sut }));
     }
     for (const worker of bareWorkers) {
       const deadline = Date.now() + 30_000;
@@ -165,6 +167,7 @@ async function runBare(platform: BenchPlatform, options: BenchOptions, sizes: Si
         if (worker.child.exitCode !== null || Date.now() > deadline) throw new Error(`${worker.name} did not start:\n${worker.output()}`);
         await sleep(50);
       }
+      worker.pin();
     }
     const meter = new CpuMeter(() => ({ workers: bareWorkers.map((w) => w.child.pid!) }), databaseOf(platform.databaseUrl));
     const metered = meterWindow(meter, sizes);
@@ -199,8 +202,8 @@ const summarize = (r: RunResult) => `p50 ${r.latency.p50} ms, p99 ${r.latency.p9
 
 export const run: Section = async (options): Promise<SectionResult> => {
   const sizes: Sizes = {
-    warmupMs: options.quick ? 2000 : 5000,
-    windowMs: options.quick ? 6000 : 30_000,
+    warmupMs: options.quick ? 1500 : 5000,
+    windowMs: options.quick ? 4000 : 15_000,
     drainMs: 2000,
     concurrency: Number(process.env.TASKS_BENCH_CONCURRENCY ?? 200),
   };
@@ -208,12 +211,13 @@ export const run: Section = async (options): Promise<SectionResult> => {
   const counts = (process.env.TASKS_BENCH_WORKERS ?? (options.quick ? '2' : '1,2,4')).split(',').map(Number);
   const profileDir = process.env.TASKS_BENCH_PROFILE;
   const started = Date.now();
-  const platform = await startBenchPlatform({
+  // The run's platform (the subscriptions section started it, unless it did not run or wanted other flags).
+  const platform = await sharedPlatform({
     cpus: options.cpus?.sut ?? null,
-    label: `tasks${randomBytes(2).toString('hex')}`,
     nodeArgs: profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [],
+    routerNodeArgs: ROUTER_NODE_ARGS,
   });
-  options.log(`tasks: platform up in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  options.log(`tasks: platform up after ${((Date.now() - started) / 1000).toFixed(1)} s`);
   const figures: Record<string, number | null> = {};
   const notes: Record<string, string> = {};
   const table: [string, string, string][] = [];
@@ -285,6 +289,7 @@ export const run: Section = async (options): Promise<SectionResult> => {
     if (viaRouter) table.push([`tasks, ${best} worker${best > 1 ? 's' : ''}, watched through the router`, `${viaRouter.tasksPerSecond}`, `tasks/s, ${summarize(viaRouter)}`]);
     return { figures, notes, table };
   } finally {
-    await platform.stop();
+    // The platform stays up for whatever comes next (benchmarks/run.ts stops it); its workers do not.
+    await platform.stopWorkers();
   }
 };

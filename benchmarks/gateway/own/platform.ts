@@ -11,7 +11,7 @@ import { parse } from 'graphql';
 import YAML from 'yaml';
 import { SUBGRAPHS, type SubgraphName } from '../../../lib/config.js';
 import { createTestDatabase } from '../../../tests/support/database.js';
-import { ROOT, freePort, nodeCommand, startProcess, waitUntil, type BenchProcess } from '../processes.js';
+import { ROOT, freePort, nodeCommand, spawnProcess, waitUntil, type BenchChild } from '../../support/processes.js';
 
 const NAMES: readonly SubgraphName[] = ['auth', 'agent', 'memory', 'task'];
 
@@ -23,7 +23,7 @@ export interface OwnSubgraphs {
   /** `AGENT_URL`... for the router. */
   routerEnv: Record<string, string>;
   internalSecret: string;
-  processes: BenchProcess[];
+  processes: BenchChild[];
   /** Resolves once every subgraph answers /readyz (rejects if one does not). */
   ready: Promise<void>;
   stop(): Promise<void>;
@@ -75,7 +75,7 @@ function composeOwn(urls: Record<SubgraphName, string>): string {
 export async function startOwnSubgraphs(jwt: { privateKey: string; publicKey: string }, cpus: string | undefined): Promise<OwnSubgraphs> {
   const db = await createTestDatabase('bench_gateway');
   const internalSecret = randomBytes(32).toString('hex');
-  const processes: BenchProcess[] = [];
+  const processes: BenchChild[] = [];
   const stop = async () => {
     await Promise.all(processes.map((p) => p.stop()));
     await db.drop();
@@ -103,7 +103,7 @@ export async function startOwnSubgraphs(jwt: { privateKey: string; publicKey: st
     // Each applies its own migrations to the shared database at start, as under Compose.
     const ready = Promise.all(
       NAMES.map((name) => {
-        const service = startProcess(`${name} subgraph`, nodeCommand(`subgraphs/${name}/main.ts`), { cpus, env });
+        const service = spawnProcess(`${name} subgraph`, nodeCommand(`subgraphs/${name}/main.ts`), { cpus, env });
         processes.push(service);
         return waitUntil(`${name} subgraph`, async () => (await fetch(`${urls[name]}/readyz`, { signal: AbortSignal.timeout(1000) })).ok, service);
       }),
