@@ -2,7 +2,7 @@
 import type Anthropic from '@anthropic-ai/sdk';
 import type { MessageCreateParamsStreaming } from '@anthropic-ai/sdk/resources/messages';
 import { abortErrorFor } from './abort.js';
-import { lazySdkProvider, sdkErrorClasses } from './lazy-sdk.js';
+import { lazySdkProvider, sdkClientOptions, sdkErrorClasses } from './lazy-sdk.js';
 import { classifyError, type ErrorContext } from './errors.js';
 import { ProviderError, type CompletionRequest, type LlmProvider, type StreamChunk } from './types.js';
 
@@ -34,15 +34,7 @@ export function createAnthropicProvider(options: AnthropicProviderOptions): LlmP
     async () => {
       const sdk = await import('@anthropic-ai/sdk');
       return {
-        client: new sdk.default({
-          baseURL,
-          apiKey: options.apiKey,
-          // Retries belong to streamWithRetries, which knows whether any text was already shown.
-          maxRetries: 0,
-          timeout: options.requestTimeoutMs ?? 600_000,
-          // Failures come back as ProviderError; the SDK would also dump raw stream data to stderr.
-          logLevel: 'off',
-        }),
+        client: new sdk.default(sdkClientOptions(baseURL, options.apiKey, options.requestTimeoutMs)),
         ctx: {
           provider: 'anthropic',
           apiKeyVar: 'ANTHROPIC_API_KEY',

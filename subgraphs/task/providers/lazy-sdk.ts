@@ -27,6 +27,19 @@ export function lazySdkProvider<Client>(
   };
 }
 
+/** The client settings both official SDKs take under the same names. */
+export function sdkClientOptions(baseURL: string, apiKey: string | undefined, requestTimeoutMs: number | undefined) {
+  return {
+    baseURL,
+    apiKey,
+    // Retries belong to streamWithRetries, which knows whether any text was already shown.
+    maxRetries: 0,
+    timeout: requestTimeoutMs ?? 600_000,
+    // Failures come back as ProviderError; the SDK would also dump raw stream data to stderr.
+    logLevel: 'off' as const,
+  };
+}
+
 /** The error classes both official SDKs export under the same names. */
 export function sdkErrorClasses(sdk: SdkErrorClasses): SdkErrorClasses {
   return { APIError: sdk.APIError, APIConnectionError: sdk.APIConnectionError, APIConnectionTimeoutError: sdk.APIConnectionTimeoutError, APIUserAbortError: sdk.APIUserAbortError };

@@ -5,7 +5,7 @@
 import type OpenAI from 'openai';
 import type { ChatCompletionCreateParamsStreaming, ChatCompletionMessageParam } from 'openai/resources/chat/completions';
 import { abortErrorFor } from './abort.js';
-import { lazySdkProvider, sdkErrorClasses } from './lazy-sdk.js';
+import { lazySdkProvider, sdkClientOptions, sdkErrorClasses } from './lazy-sdk.js';
 import { classifyError, type ErrorContext } from './errors.js';
 import { ProviderError, type CompletionRequest, type LlmProvider, type StreamChunk } from './types.js';
 
@@ -37,15 +37,7 @@ export function createOpenAiProvider(options: OpenAiProviderOptions): LlmProvide
     async () => {
       const sdk = await import('openai');
       return {
-        client: new sdk.default({
-          baseURL,
-          apiKey: options.apiKey,
-          // Retries belong to streamWithRetries, which knows whether any text was already shown.
-          maxRetries: 0,
-          timeout: options.requestTimeoutMs ?? 600_000,
-          // Failures come back as ProviderError; the SDK would also dump raw stream data to stderr.
-          logLevel: 'off',
-        }),
+        client: new sdk.default(sdkClientOptions(baseURL, options.apiKey, options.requestTimeoutMs)),
         ctx: {
           provider: 'openai',
           apiKeyVar: 'OPENAI_API_KEY',
