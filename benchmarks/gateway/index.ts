@@ -8,7 +8,7 @@
  * measured in turns, several windows each in the full run, and every figure is from one run.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import jwt from 'jsonwebtoken';
 import { generateJwtKeyPair, JWT_ALGORITHM } from '../../lib/jwt-keys.js';
@@ -16,7 +16,7 @@ import { SCOPES, signPrincipalProof, PRINCIPAL_HEADER } from '../../lib/principa
 import type { BenchOptions, Section, SectionResult } from '../types.js';
 import { CONTENDER_IDS, startContender, type ContenderId, type ContenderSetup, type RouterSetup, type RunningContender } from './contenders.js';
 import { OWN_QUERY, seed, startOwnSubgraphs, type OwnSubgraphs } from './own/platform.js';
-import { coresOf, coreTicks, nodeCommand, pinSelf, spawnProcess, stopAll, type BenchChild } from '../support/processes.js';
+import { ALL_CORES, coresOf, coreTicks, nodeCommand, pinSelf, spawnProcess, stopAll, type BenchChild } from '../support/processes.js';
 import { PUBLIC_SUBGRAPHS, type PublicSubgraphName } from './public/subgraphs.js';
 import { composePublicSupergraph, HEAVY_QUERY } from './public/workload.js';
 import { LoadGenerator } from './load.js';
@@ -234,9 +234,10 @@ export const run: Section = async (options) => {
   const generator = new LoadGenerator(options.cpus?.load, options.cpus?.sut);
   try {
     log('gateway: starting the public workload, our subgraphs on a fresh database, and the contenders of both');
-    const busyBefore = coreTicks(coresOf(`0-${cpus().length - 1}`));
+    const allCores = coresOf(ALL_CORES);
+    const busyBefore = coreTicks(allCores);
     const [publicReady, ownReady] = await Promise.allSettled([preparePublic(options, dir, processes), prepareOwn(options, dir, processes)]);
-    const busy = coreTicks(coresOf(`0-${cpus().length - 1}`));
+    const busy = coreTicks(allCores);
     log(`gateway: everything started; the machine's cores were busy ${Math.round(((busy.busy - busyBefore.busy) / (busy.total - busyBefore.total)) * 100)}% of the time meanwhile`);
     if (ownReady.status === 'fulfilled') cleanups.push(ownReady.value.cleanup);
 

@@ -89,24 +89,17 @@ export class LoadGenerator {
     try {
       if (plan.warmupRequests > 0) {
         // Warm up, then let the contender finish what the warm-up left in flight before measuring.
-        const warming = this.process.line((line) => line.startsWith('{"result"') || line.startsWith('{"failed"'), (plan.warmupMaxSeconds + 60) * 1000);
-        this.process.child.stdin!.write(`${JSON.stringify({ ...plan, seconds: 0 })}\n`);
-        const warmed = await warming;
-        if (warmed.startsWith('{"failed"')) throw new Error((JSON.parse(warmed) as { failed: string }).failed);
+        await this.exchange({ ...plan, seconds: 0 }, 'result', (plan.warmupMaxSeconds + 60) * 1000);
         await waitIdle(contenderPid);
       }
-      const measuring = this.process.line((line) => line.startsWith('{"measuring"') || line.startsWith('{"failed"'), 60_000);
-      this.process.child.stdin!.write(`${JSON.stringify({ ...plan, warmupRequests: 0 })}\n`);
-      const started = await measuring;
-      if (started.startsWith('{"failed"')) throw new Error((JSON.parse(started) as { failed: string }).failed);
+      await this.exchange({ ...plan, warmupRequests: 0 }, 'measuring', 60_000);
       const cpuAtStart = cpuMs(pids);
       const coresAtStart = coreTicks(this.sutCores);
-      const line = await this.process.line((l) => l.startsWith('{"result"') || l.startsWith('{"failed"'), (plan.seconds + 60) * 1000);
+      const line = await this.reply('result', (plan.seconds + 60) * 1000);
       const used = cpuMs(processTree(contenderPid)) - cpuAtStart;
       const coresAtEnd = coreTicks(this.sutCores);
       // Jiffies are 10 ms.
       const foreignCpuMs = Math.max(0, (coresAtEnd.busy - coresAtStart.busy) * 10 - used);
-      if (line.startsWith('{"failed"')) throw new Error((JSON.parse(line) as { failed: string }).failed);
       const { result } = JSON.parse(line) as { result: LoadResult };
       // What the window left in flight is finished before the next window, of this contender or another.
       await waitIdle(contenderPid);
@@ -114,6 +107,20 @@ export class LoadGenerator {
     } finally {
       clearInterval(sampler);
     }
+  }
+
+  /** Sends `plan` and waits for the generator's `kind` line. */
+  private async exchange(plan: LoadPlan, kind: 'measuring' | 'result', timeoutMs: number): Promise<string> {
+    const reply = this.reply(kind, timeoutMs);
+    this.process.child.stdin!.write(`${JSON.stringify(plan)}\n`);
+    return reply;
+  }
+
+  /** The generator's next `{"<kind>"...}` line; its `{"failed"...}` line as an error. */
+  private async reply(kind: 'measuring' | 'result', timeoutMs: number): Promise<string> {
+    const line = await this.process.line((l) => l.startsWith(`{"${kind}"`) || l.startsWith('{"failed"'), timeoutMs);
+    if (line.startsWith('{"failed"')) throw new Error((JSON.parse(line) as { failed: string }).failed);
+    return line;
   }
 
   stop(): Promise<void> {

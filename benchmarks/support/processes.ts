@@ -18,7 +18,8 @@ export { freePort } from '../../tests/support/processes.js';
 
 export const ROOT = resolve(new URL('../..', import.meta.url).pathname);
 
-const ALL_CORES = `0-${availableParallelism() - 1}`;
+/** Every core of the machine, as a `taskset -c` list. */
+export const ALL_CORES = `0-${availableParallelism() - 1}`;
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((done) => setTimeout(done, ms));

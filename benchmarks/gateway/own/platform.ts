@@ -11,7 +11,7 @@ import { parse } from 'graphql';
 import YAML from 'yaml';
 import { SUBGRAPHS, type SubgraphName } from '../../../lib/config.js';
 import { createTestDatabase } from '../../../tests/support/database.js';
-import { ROOT, freePort, nodeCommand, spawnProcess, waitUntil, type BenchChild } from '../../support/processes.js';
+import { ROOT, freePort, nodeCommand, spawnProcess, waitForHealthy, type BenchChild } from '../../support/processes.js';
 
 const NAMES: readonly SubgraphName[] = ['auth', 'agent', 'memory', 'task'];
 
@@ -105,7 +105,7 @@ export async function startOwnSubgraphs(jwt: { privateKey: string; publicKey: st
       NAMES.map((name) => {
         const service = spawnProcess(`${name} subgraph`, nodeCommand(`subgraphs/${name}/main.ts`), { cpus, env });
         processes.push(service);
-        return waitUntil(`${name} subgraph`, async () => (await fetch(`${urls[name]}/readyz`, { signal: AbortSignal.timeout(1000) })).ok, service);
+        return waitForHealthy(`${urls[name]}/readyz`, service);
       }),
     ).then(() => undefined);
     // Whoever awaits it sees the failure; this keeps it from being an unhandled rejection meanwhile.
