@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { generateJwtKeyPair } from '../../lib/jwt-keys.js';
 import { createTestDatabase } from './database.js';
 import { createTestVhost } from './rabbitmq.js';
+import { deleteRedisKeys } from './redis.js';
 import { freePort, startProcess, waitForHealthy, type ServiceProcess } from './processes.js';
 
 export interface RouterProcess {
@@ -153,26 +154,4 @@ export async function startPlatform(label: string, options: PlatformOptions = {}
     startWorker,
     stop,
   };
-}
-
-/** Deletes the keys a test run left under its prefixes. */
-async function deleteRedisKeys(url: string, prefixes: (string | undefined)[]): Promise<void> {
-  const { Redis } = await import('ioredis');
-  const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
-  try {
-    await redis.connect();
-    for (const prefix of prefixes) {
-      if (!prefix) continue;
-      let cursor = '0';
-      do {
-        const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 500);
-        cursor = next;
-        if (keys.length > 0) await redis.del(...keys);
-      } while (cursor !== '0');
-    }
-  } catch {
-    // best effort: keys expire anyway
-  } finally {
-    redis.disconnect();
-  }
 }
