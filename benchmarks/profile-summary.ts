@@ -4,7 +4,10 @@
  * (node_modules/<name>, our own code by top folder, node: internals, GC, idle) and the functions
  * with the most self time.
  *
- *   node --import tsx benchmarks/profile-summary.ts <file.cpuprofile> [top functions, default 25]
+ *   node --import tsx benchmarks/profile-summary.ts <file.cpuprofile> [top functions, default 25] [--skip seconds]
+ *
+ * `--skip` leaves out the first seconds of the profile (module loading and start-up), so that what
+ * remains is the process under load.
  */
 import { readFileSync } from 'node:fs';
 import { relative } from 'node:path';
@@ -34,7 +37,10 @@ function packageOf(url: string, functionName: string): string {
   return `ours: ${relative(ROOT, path).split('/')[0]}`;
 }
 
-const [file, topArg] = process.argv.slice(2);
+const args = process.argv.slice(2);
+const skipAt = args.indexOf('--skip');
+const skipUs = skipAt >= 0 ? Number(args.splice(skipAt, 2)[1]) * 1e6 : 0;
+const [file, topArg] = args;
 if (!file) {
   console.error('Usage: profile-summary.ts <file.cpuprofile> [top]');
   process.exit(2);
@@ -42,7 +48,12 @@ if (!file) {
 const profile = JSON.parse(readFileSync(file, 'utf8')) as Profile;
 const byId = new Map(profile.nodes.map((node) => [node.id, node]));
 const selfUs = new Map<number, number>();
-for (let i = 0; i < profile.samples.length; i++) selfUs.set(profile.samples[i], (selfUs.get(profile.samples[i]) ?? 0) + (profile.timeDeltas[i] ?? 0));
+let elapsedUs = 0;
+for (let i = 0; i < profile.samples.length; i++) {
+  elapsedUs += profile.timeDeltas[i] ?? 0;
+  if (elapsedUs < skipUs) continue;
+  selfUs.set(profile.samples[i], (selfUs.get(profile.samples[i]) ?? 0) + (profile.timeDeltas[i] ?? 0));
+}
 const total = [...selfUs.values()].reduce((sum, us) => sum + us, 0);
 const idle = [...selfUs].filter(([id]) => byId.get(id)?.callFrame.functionName === '(idle)').reduce((sum, [, us]) => sum + us, 0);
 const busy = total - idle;
