@@ -5,7 +5,7 @@ import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { PRINCIPAL_HEADER, REQUEST_ID_HEADER, verifyPrincipalProof } from '../lib/principal.js';
 import type { RouterContext } from './context.js';
-import { createSubgraphFetcher } from './subgraph-fetcher.js';
+import { createSubgraphFetcher } from '../lib/http-client.js';
 import { dedupeRepresentations, expandEntities, SubgraphDataSource } from './subgraph-source.js';
 
 const SECRET = 'subgraph-source-test-secret-0123456789abcdef';

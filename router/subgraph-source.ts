@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import { appError } from '../lib/errors.js';
 import { PRINCIPAL_HEADER, REQUEST_ID_HEADER, signPrincipalProof, type Principal } from '../lib/principal.js';
 import type { RouterContext } from './context.js';
-import type { Fetcher, FetcherResponse } from './subgraph-fetcher.js';
+import type { Fetcher, FetcherResponse } from '../lib/http-client.js';
 
 const ROUTER_ITSELF: Principal = { kind: 'service', service: 'router', scopes: [] };
 

@@ -2,10 +2,12 @@ import http from 'node:http';
 import https from 'node:https';
 
 /**
- * The router's HTTP client for subgraph fetches: node:http over keep-alive agents, so a request
- * reuses a warm connection instead of paying a TCP handshake, with a timeout per fetch. Leaner than
- * the gateway's default (make-fetch-happen), which adds an HTTP cache layer the router never uses:
- * URLs are parsed once, the answer is read as one string, and its headers stay raw until asked for.
+ * The HTTP client of calls between our services (the router's subgraph fetches, a subgraph reading
+ * another's entities): node:http over keep-alive agents, so a request reuses a warm connection
+ * instead of paying a TCP handshake, with a timeout per fetch. Leaner than the gateway's default
+ * (make-fetch-happen), which adds an HTTP cache layer we never use, and than the global fetch
+ * (undici's WHATWG streams): URLs are parsed once, the answer is read as one string, and its
+ * headers stay raw until asked for.
  */
 export interface SubgraphFetcherOptions {
   /** A fetch with no bytes moving for this long fails. @default 30000 */

@@ -1,7 +1,7 @@
 import { createServer } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
-import { listen, SERVER_KEEP_ALIVE_MS } from '../lib/http.js';
-import { createSubgraphFetcher, FREE_SOCKET_IDLE_MS } from './subgraph-fetcher.js';
+import { listen, SERVER_KEEP_ALIVE_MS } from './http.js';
+import { createSubgraphFetcher, FREE_SOCKET_IDLE_MS } from './http-client.js';
 
 describe('subgraph fetcher and our servers: who closes an idle connection', () => {
   const cleanups: (() => void)[] = [];
