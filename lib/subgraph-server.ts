@@ -1,15 +1,14 @@
-import express, { type ErrorRequestHandler, type Express, type RequestHandler, type Response } from 'express';
-import { createServer } from 'node:http';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { ApolloServer } from '@apollo/server';
-import { expressMiddleware } from '@as-integrations/express5';
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
 import { ApolloServerPluginInlineTraceDisabled, ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
 import { buildSubgraphSchema } from '@apollo/subgraph';
 import type { GraphQLResolverMap } from '@apollo/subgraph/dist/schema-helper/index.js';
 import type { DocumentNode } from 'graphql';
 import type { Logger } from 'pino';
-import { maskError, type ErrorCode } from './errors.js';
+import { maskError } from './errors.js';
+import { executeGraphQL, readJsonBody, RequestError, sendGraphQLError, sendJson, splitUrl } from './graphql-http.js';
 import { listen } from './http.js';
 import { PRINCIPAL_HEADER, REQUEST_ID_HEADER, verifyPrincipalProof, type Principal } from './principal.js';
 
@@ -37,8 +36,11 @@ export interface SubgraphServerOptions<C extends BaseContext> {
   createContext: (base: BaseContext) => C | Promise<C>;
   /** Named checks for /readyz; all must be true for a 200. */
   readiness?: () => Promise<Record<string, boolean>>;
-  /** Extra routes (internal endpoints) mounted before /graphql. */
-  routes?: (app: Express) => void;
+  /**
+   * Extra routes (internal endpoints), tried before /graphql: true when it answered the request.
+   * Whatever it throws is logged and answered 500.
+   */
+  routes?: (req: IncomingMessage, res: ServerResponse, path: string) => boolean | Promise<boolean>;
   /** Called after the HTTP server has closed (close the ORM, queues...). */
   onClose?: () => Promise<void>;
 }
@@ -49,19 +51,27 @@ export interface RunningServer {
   close: () => Promise<void>;
 }
 
-function sendError(res: Response, status: number, code: ErrorCode, message: string): void {
-  res.status(status).json({ errors: [{ message, extensions: { code } }] });
+/** Bodies of GraphQL requests to a subgraph: the router's fetches, well under this. */
+const BODY_LIMIT_BYTES = 2 * 1024 * 1024;
+
+function header(req: IncomingMessage, name: string): string | undefined {
+  const value = req.headers[name];
+  return Array.isArray(value) ? value[0] : value;
 }
 
 /**
- * A subgraph: Federation 2 schema served by Apollo Server on express, refusing every GraphQL
+ * A subgraph: Federation 2 schema served by Apollo Server on node:http, refusing every GraphQL
  * request that does not carry the router's principal proof, with /healthz and /readyz.
  */
 export async function startSubgraphServer<C extends BaseContext>(options: SubgraphServerOptions<C>): Promise<RunningServer> {
   const { log } = options;
-  const app = express();
-  app.disable('x-powered-by');
-  const httpServer = createServer(app);
+  const httpServer = createServer((req, res) => {
+    handle(req, res).catch((error: unknown) => {
+      log.error({ err: error }, 'unexpected error before GraphQL');
+      if (!res.headersSent) sendGraphQLError(res, 500, 'INTERNAL_SERVER_ERROR', 'Internal server error.');
+      else res.destroy();
+    });
+  });
 
   const apollo = new ApolloServer<C>({
     schema: buildSubgraphSchema({ typeDefs: options.typeDefs, resolvers: options.resolvers as GraphQLResolverMap<unknown> }),
@@ -78,78 +88,52 @@ export async function startSubgraphServer<C extends BaseContext>(options: Subgra
   });
   await apollo.start();
 
-  app.get('/healthz', (_req, res) => {
-    res.json({ status: 'ok', service: options.name });
-  });
-  app.get('/readyz', async (_req, res) => {
-    const checks = (await options.readiness?.().catch(() => ({ readiness: false }))) ?? {};
-    const ready = Object.values(checks).every(Boolean);
-    res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'unavailable', service: options.name, checks });
-  });
-
-  app.use((req, res, next) => {
-    const started = process.hrtime.bigint();
-    const requestId = req.header(REQUEST_ID_HEADER) ?? randomUUID();
-    res.on('finish', () => {
-      if (req.path === '/healthz' || req.path === '/readyz') return;
-      log.info(
-        {
-          requestId,
-          method: req.method,
-          path: req.path,
-          operationName: (req.body as { operationName?: unknown } | undefined)?.operationName ?? null,
-          status: res.statusCode,
-          durationMs: Number(process.hrtime.bigint() - started) / 1e6,
-        },
-        'request',
-      );
-    });
-    next();
-  });
-
-  options.routes?.(app);
-
-  // The proof is checked before the body is read: a caller that is not the router learns nothing
-  // from how its body is parsed, and is answered UNAUTHENTICATED whatever it sends.
-  const onlyThroughRouter: RequestHandler = (req, res, next) => {
-    try {
-      res.locals.verified = verifyPrincipalProof(req.header(PRINCIPAL_HEADER), options.internalSecret);
-    } catch (error) {
-      sendError(res, 401, 'UNAUTHENTICATED', (error as Error).message);
-      return;
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const { path, search } = splitUrl(req.url);
+    if (req.method === 'GET' && path === '/healthz') return sendJson(res, 200, { status: 'ok', service: options.name });
+    if (req.method === 'GET' && path === '/readyz') {
+      const checks = (await options.readiness?.().catch(() => ({ readiness: false }))) ?? {};
+      const ready = Object.values(checks).every(Boolean);
+      return sendJson(res, ready ? 200 : 503, { status: ready ? 'ready' : 'unavailable', service: options.name, checks });
     }
-    next();
-  };
 
-  app.use(
-    '/graphql',
-    onlyThroughRouter,
-    express.json({ limit: '2mb' }),
-    expressMiddleware(apollo, {
-      context: async ({ req, res }) => {
-        const { principal, requestId } = res.locals.verified as ReturnType<typeof verifyPrincipalProof>;
-        const rid = req.header(REQUEST_ID_HEADER) ?? requestId ?? randomUUID();
-        return options.createContext({
-          principal,
-          requestId: rid,
-          proof: req.header(PRINCIPAL_HEADER)!,
-          log: log.child({ requestId: rid }),
-        });
-      },
-    }),
-  );
-  app.use((_req, res) => sendError(res, 404, 'NOT_FOUND', 'Not found: GraphQL is served at /graphql.'));
-  // Without this, Express answers body errors with an HTML page that carries the stack trace.
-  const bodyErrors: ErrorRequestHandler = (error, _req, res, next) => {
-    if (res.headersSent) return next(error);
-    const { type, status } = error as { type?: string; status?: number };
-    if (type === 'entity.too.large') return sendError(res, 413, 'PAYLOAD_TOO_LARGE', 'The request body is too large.');
-    if (type === 'entity.parse.failed') return sendError(res, 400, 'BAD_REQUEST', 'The request body is not valid JSON.');
-    if (typeof status === 'number' && status >= 400 && status < 500) return sendError(res, 400, 'BAD_REQUEST', 'The request body cannot be read.');
-    log.error({ err: error }, 'unexpected error before GraphQL');
-    sendError(res, 500, 'INTERNAL_SERVER_ERROR', 'Internal server error.');
-  };
-  app.use(bodyErrors);
+    const started = process.hrtime.bigint();
+    const requestId = header(req, REQUEST_ID_HEADER) ?? randomUUID();
+    let operationName: unknown = null;
+    res.once('finish', () => {
+      if (!log.isLevelEnabled('info')) return;
+      log.info({ requestId, method: req.method, path, operationName, status: res.statusCode, durationMs: Number(process.hrtime.bigint() - started) / 1e6 }, 'request');
+    });
+
+    if (options.routes && (await options.routes(req, res, path))) return;
+    if (path !== '/graphql' && path !== '/graphql/') return sendGraphQLError(res, 404, 'NOT_FOUND', 'Not found: GraphQL is served at /graphql.');
+
+    // The proof is checked before the body is read: a caller that is not the router learns nothing
+    // from how its body is parsed, and is answered UNAUTHENTICATED whatever it sends.
+    let verified: ReturnType<typeof verifyPrincipalProof>;
+    try {
+      verified = verifyPrincipalProof(header(req, PRINCIPAL_HEADER), options.internalSecret);
+    } catch (error) {
+      return sendGraphQLError(res, 401, 'UNAUTHENTICATED', (error as Error).message);
+    }
+    let body: unknown;
+    try {
+      body = req.method === 'POST' ? await readJsonBody(req, { limitBytes: BODY_LIMIT_BYTES }) : undefined;
+    } catch (error) {
+      if (error instanceof RequestError) return sendGraphQLError(res, error.status, error.code, error.message);
+      throw error;
+    }
+    operationName = (body as { operationName?: unknown } | undefined)?.operationName ?? null;
+    const rid = header(req, REQUEST_ID_HEADER) ?? verified.requestId ?? requestId;
+    await executeGraphQL(apollo, req, res, body, search, async () =>
+      options.createContext({
+        principal: verified.principal,
+        requestId: rid,
+        proof: header(req, PRINCIPAL_HEADER)!,
+        log: log.child({ requestId: rid }),
+      }),
+    );
+  }
 
   const port = await listen(httpServer, options.port, options.host ?? '127.0.0.1');
   const url = `http://${options.host ?? '127.0.0.1'}:${port}`;

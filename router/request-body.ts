@@ -1,5 +1,5 @@
 import { isUtf8 } from 'node:buffer';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { RequestError } from '../lib/graphql-http.js';
 
 /**
  * Checks on a GraphQL request body beyond its size, made before anything reads it: bytes that are
@@ -10,15 +10,12 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 /** How deep the body's JSON may nest, the body object itself being level 1. */
 export const MAX_BODY_DEPTH = 100;
 
-/** The body-parser error type of {@link verifyUtf8}'s refusal. */
-export const INVALID_UTF8 = 'encoding.invalid';
-
 /**
- * `express.json({ verify })`: refuses bytes that are not UTF-8 (400) instead of letting the
- * decoder turn them into U+FFFD, which would be stored as if the client had sent it.
+ * `readJsonBody`'s `verify`: refuses bytes that are not UTF-8 (400 BAD_REQUEST) instead of letting
+ * the decoder turn them into U+FFFD, which would be stored as if the client had sent it.
  */
-export function verifyUtf8(_req: IncomingMessage, _res: ServerResponse, body: Buffer): void {
-  if (!isUtf8(body)) throw Object.assign(new Error('The request body is not valid UTF-8.'), { status: 400, type: INVALID_UTF8 });
+export function verifyUtf8(body: Buffer): void {
+  if (!isUtf8(body)) throw new RequestError(400, 'BAD_REQUEST', 'The request body is not valid UTF-8.');
 }
 
 /** True when `value` nests more than `maxDepth` arrays and objects deep; walked without recursion. */

@@ -5,15 +5,15 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { composeServices } from '@apollo/composition';
-import type { Express } from 'express';
-import express from 'express';
 import { getIntrospectionQuery, parse } from 'graphql';
 import { Redis } from 'ioredis';
 import jwt from 'jsonwebtoken';
 import { pino, type Logger } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { appError, forbidden, unauthenticated } from '../lib/errors.js';
+import { readJsonBody, sendJson } from '../lib/graphql-http.js';
 import { generateJwtKeyPair } from '../lib/jwt-keys.js';
 import { PRINCIPAL_HEADER, verifyPrincipalProof } from '../lib/principal.js';
 import { startSubgraphServer, type BaseContext, type RunningServer } from '../lib/subgraph-server.js';
@@ -69,15 +69,16 @@ let agentSawHeaders: string[] = [];
 const subgraphs: Record<'auth' | 'agent' | 'task', RunningServer> = {} as never;
 let supergraphSdl: string;
 
-function authRoutes(app: Express): void {
-  app.post('/internal/api-keys/verify', express.json(), (req, res) => {
-    apiKeyLookups += 1;
-    const { principal } = verifyPrincipalProof(req.header(PRINCIPAL_HEADER), SECRET);
-    if (principal.kind !== 'service' || principal.service !== 'router') return void res.status(401).json({ error: 'unauthenticated' });
-    const key = apiKeys.get((req.body as { secret: string }).secret);
-    if (!key) return void res.status(404).json({ error: 'invalid' });
-    res.json(key);
-  });
+async function authRoutes(req: IncomingMessage, res: ServerResponse, path: string): Promise<boolean> {
+  if (path !== '/internal/api-keys/verify' || req.method !== 'POST') return false;
+  apiKeyLookups += 1;
+  const proof = req.headers[PRINCIPAL_HEADER];
+  const { principal } = verifyPrincipalProof(Array.isArray(proof) ? proof[0] : proof, SECRET);
+  if (principal.kind !== 'service' || principal.service !== 'router') return sendJson(res, 401, { error: 'unauthenticated' }), true;
+  const key = apiKeys.get(((await readJsonBody(req, { limitBytes: 4096 })) as { secret: string }).secret);
+  if (!key) return sendJson(res, 404, { error: 'invalid' }), true;
+  sendJson(res, 200, key);
+  return true;
 }
 
 async function startSubgraphs(): Promise<void> {
@@ -103,11 +104,10 @@ async function startSubgraphs(): Promise<void> {
     ...common,
     name: 'agent',
     typeDefs: parse(AGENT_SDL),
-    routes: (app) =>
-      app.use((req, _res, next) => {
-        if (req.path === '/graphql') agentSawHeaders = Object.keys(req.headers);
-        next();
-      }),
+    routes: (req, _res, path) => {
+      if (path === '/graphql') agentSawHeaders = Object.keys(req.headers);
+      return false;
+    },
     resolvers: {
       Query: {
         agents: (_: unknown, args: { first: number }) => ({

@@ -1,16 +1,15 @@
 import { once } from 'node:events';
-import { createServer } from 'node:http';
-import express, { type ErrorRequestHandler, type Request, type RequestHandler, type Response } from 'express';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { ApolloGateway } from '@apollo/gateway';
 import { ApolloServer } from '@apollo/server';
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
 import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
 import { ApolloServerPluginLandingPageLocalDefault } from '@apollo/server/plugin/landingPage/default';
-import { expressMiddleware } from '@as-integrations/express5';
 import { GraphQLError } from 'graphql';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { maskError, type ErrorCode } from '../lib/errors.js';
+import { executeGraphQL, readJsonBody, RequestError, sendGraphQLError, sendJson, splitUrl } from '../lib/graphql-http.js';
 import { listen } from '../lib/http.js';
 import { createLogger } from '../lib/logger.js';
 import { PRINCIPAL_HEADER, type Principal } from '../lib/principal.js';
@@ -23,9 +22,9 @@ import type { RequestRecord, RouterContext } from './context.js';
 import { cors } from './cors.js';
 import { policyPlugin } from './policy-plugin.js';
 import { MemoryRateLimitStore, RateLimiter, RedisRateLimitStore, rateLimitedError, rateLimitHeaders } from './rate-limit.js';
-import { recordOf, requestLog } from './request-log.js';
-import { INVALID_UTF8, MAX_BODY_DEPTH, nestsDeeperThan, verifyUtf8 } from './request-body.js';
-import { createSubgraphFetcher } from './subgraph-fetcher.js';
+import { startRequestRecord } from './request-log.js';
+import { MAX_BODY_DEPTH, nestsDeeperThan, verifyUtf8 } from './request-body.js';
+import { createSubgraphFetcher } from '../lib/http-client.js';
 import { SubgraphDataSource } from './subgraph-source.js';
 import { SubscriptionExecutor, type GatewayQuery } from './subscription-executor.js';
 import { startSubscriptionServer, type SubscriptionServer } from './subscriptions.js';
@@ -74,16 +73,16 @@ export function missingRedisWarning(
  */
 const IDENTITY_HEADERS = [PRINCIPAL_HEADER, 'x-user-id', 'x-api-key-id', 'x-principal', 'x-scopes', 'x-forwarded-user', 'x-remote-user'];
 
-function sendError(res: Response, status: number, code: ErrorCode, message: string): void {
-  recordOf(res).errorCodes.push(code);
-  res.status(status).type('application/json').send(JSON.stringify({ errors: [{ message, extensions: { code } }] }));
+function sendError(res: ServerResponse, record: RequestRecord, status: number, code: ErrorCode, message: string): void {
+  record.errorCodes.push(code);
+  sendGraphQLError(res, status, code, message);
 }
 
 function codeOf(error: unknown): string {
   return error instanceof GraphQLError && typeof error.extensions.code === 'string' ? error.extensions.code : 'INTERNAL_SERVER_ERROR';
 }
 
-function header(req: Request, name: string): string | undefined {
+function header(req: IncomingMessage, name: string): string | undefined {
   const value = req.headers[name];
   return Array.isArray(value) ? value.join(', ') : value;
 }
@@ -163,6 +162,10 @@ export async function startRouter(config: RouterConfig, deps: RouterDeps = {}): 
     log,
   });
 
+  // @apollo/gateway reports usage metrics to Apollo over the internet (hourly, with retries, from
+  // every process) unless told not to. A self-hosted platform does not phone home on its users'
+  // behalf: off unless the operator sets APOLLO_TELEMETRY_DISABLED=false themselves.
+  process.env.APOLLO_TELEMETRY_DISABLED ??= 'true';
   const subgraphFetcher = createSubgraphFetcher({ timeoutMs: config.subgraphTimeoutMs });
   /** name → base URL of every subgraph the supergraph routes to (what /readyz checks). */
   const routed = new Map<string, string>();
@@ -187,12 +190,13 @@ export async function startRouter(config: RouterConfig, deps: RouterDeps = {}): 
   });
   gateway.onSchemaLoadOrUpdate(({ apiSchema }) => subscriptionExecutor.setSchema(apiSchema));
 
-  const app = express();
-  app.disable('x-powered-by');
-  // ETags would hash every GraphQL response body; clients never revalidate POSTs.
-  app.set('etag', false);
-  app.set('trust proxy', config.trustProxyHops);
-  const httpServer = createServer(app);
+  const httpServer = createServer((req, res) => {
+    handle(req, res).catch((error: unknown) => {
+      log.error({ err: error }, 'unexpected error before GraphQL');
+      if (!res.headersSent) sendGraphQLError(res, 500, 'INTERNAL_SERVER_ERROR', 'Internal server error.');
+      else res.destroy();
+    });
+  });
 
   const apollo = new ApolloServer<RouterContext>({
     gateway,
@@ -245,10 +249,7 @@ export async function startRouter(config: RouterConfig, deps: RouterDeps = {}): 
   }
 
   /** Credentials → principal, then the caller's rate limit; both refuse before any parsing or planning. */
-  async function context({ req, res }: { req: Request; res: Response }): Promise<RouterContext> {
-    const record = recordOf(res);
-    const { operationName } = (req.body ?? {}) as { operationName?: unknown };
-    if (typeof operationName === 'string') record.operationName = operationName.slice(0, 100);
+  async function context(req: IncomingMessage, res: ServerResponse, record: RequestRecord): Promise<RouterContext> {
     let principal: Principal;
     try {
       principal = await authenticator.authenticate({ authorization: header(req, 'authorization'), apiKey: header(req, 'x-api-key') }, record.requestId);
@@ -279,37 +280,9 @@ export async function startRouter(config: RouterConfig, deps: RouterDeps = {}): 
     return { principal, record };
   }
 
-  const stripIdentityHeaders: RequestHandler = (req, _res, next) => {
-    for (const name of IDENTITY_HEADERS) delete req.headers[name];
-    next();
-  };
+  const corsHeaders = cors(config.corsOrigins);
 
-  const refuseBatches: RequestHandler = (req, res, next) => {
-    if (Array.isArray(req.body)) return sendError(res, 400, 'BAD_REQUEST', 'Batched requests are disabled; send one operation per request.');
-    next();
-  };
-
-  const refuseDeepBodies: RequestHandler = (req, res, next) => {
-    if (nestsDeeperThan(req.body, MAX_BODY_DEPTH)) return sendError(res, 400, 'BAD_REQUEST', `The request body nests deeper than ${MAX_BODY_DEPTH} levels.`);
-    next();
-  };
-
-  const bodyErrors: ErrorRequestHandler = (error, _req, res, next) => {
-    if (res.headersSent) return next(error);
-    const { type, status } = error as { type?: string; status?: number };
-    if (type === 'entity.too.large') return sendError(res, 413, 'PAYLOAD_TOO_LARGE', `The request body exceeds the limit of ${config.maxBodyBytes} bytes.`);
-    if (type === 'entity.parse.failed') return sendError(res, 400, 'BAD_REQUEST', 'The request body is not valid JSON.');
-    if (type === INVALID_UTF8) return sendError(res, 400, 'BAD_REQUEST', 'The request body is not valid UTF-8.');
-    if (typeof status === 'number' && status >= 400 && status < 500) return sendError(res, 400, 'BAD_REQUEST', 'The request body cannot be read (check its encoding and Content-Type).');
-    log.error({ err: error, requestId: recordOf(res)?.requestId }, 'unexpected error before GraphQL');
-    sendError(res, 500, 'INTERNAL_SERVER_ERROR', 'Internal server error.');
-  };
-
-  // Probes come before the request log: orchestrators poll them every few seconds.
-  app.get('/healthz', (_req, res) => {
-    res.json({ status: 'ok', service: 'router' });
-  });
-  app.get('/readyz', async (_req, res) => {
+  async function readiness(): Promise<{ ready: boolean; checks: Record<string, boolean> }> {
     const entries = await Promise.all([
       ...[...routed].map(async ([name, base]) => [name, await reachable(`${base}/healthz`)] as const),
       ...(redis ? [pings(redis).then((ok) => ['redis', ok] as const)] : []),
@@ -318,22 +291,39 @@ export async function startRouter(config: RouterConfig, deps: RouterDeps = {}): 
         () => ['events', false] as const,
       ),
     ]);
-    const checks = Object.fromEntries(entries);
-    const ready = entries.every(([, ok]) => ok);
-    res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'unavailable', service: 'router', checks });
-  });
-  app.use(requestLog(log));
-  app.use(
-    '/graphql',
-    cors(config.corsOrigins),
-    stripIdentityHeaders,
-    express.json({ limit: config.maxBodyBytes, verify: verifyUtf8 }),
-    refuseBatches,
-    refuseDeepBodies,
-    expressMiddleware(apollo, { context }),
-  );
-  app.use((_req, res) => sendError(res, 404, 'NOT_FOUND', 'Not found: GraphQL is served at /graphql.'));
-  app.use(bodyErrors);
+    return { ready: entries.every(([, ok]) => ok), checks: Object.fromEntries(entries) };
+  }
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const { path, search } = splitUrl(req.url);
+    // Probes come before the request log: orchestrators poll them every few seconds.
+    if (req.method === 'GET' && path === '/healthz') return sendJson(res, 200, { status: 'ok', service: 'router' });
+    if (req.method === 'GET' && path === '/readyz') {
+      const { ready, checks } = await readiness();
+      return sendJson(res, ready ? 200 : 503, { status: ready ? 'ready' : 'unavailable', service: 'router', checks });
+    }
+    const record = startRequestRecord(req, res, path, log, config.trustProxyHops);
+    if (path !== '/graphql' && path !== '/graphql/') return sendError(res, record, 404, 'NOT_FOUND', 'Not found: GraphQL is served at /graphql.');
+    if (corsHeaders(req, res)) return;
+    // The gateway forwards no client header anyway; dropping these at the door keeps that true for any code added later.
+    for (const name of IDENTITY_HEADERS) delete req.headers[name];
+
+    let body: unknown;
+    try {
+      body =
+        req.method === 'POST'
+          ? await readJsonBody(req, { limitBytes: config.maxBodyBytes, verify: verifyUtf8, tooLargeMessage: `The request body exceeds the limit of ${config.maxBodyBytes} bytes.` })
+          : undefined;
+    } catch (error) {
+      if (error instanceof RequestError) return sendError(res, record, error.status, error.code, error.message);
+      throw error;
+    }
+    if (Array.isArray(body)) return sendError(res, record, 400, 'BAD_REQUEST', 'Batched requests are disabled; send one operation per request.');
+    if (nestsDeeperThan(body, MAX_BODY_DEPTH)) return sendError(res, record, 400, 'BAD_REQUEST', `The request body nests deeper than ${MAX_BODY_DEPTH} levels.`);
+    const { operationName } = (body ?? {}) as { operationName?: unknown };
+    if (typeof operationName === 'string') record.operationName = operationName.slice(0, 100);
+    await executeGraphQL(apollo, req, res, body, search, () => context(req, res, record));
+  }
 
   let port: number;
   try {

@@ -32,6 +32,8 @@ if (cluster.isPrimary && processes > 1) {
   const supergraphSdl = readFileSync(process.env.SUPERGRAPH_PATH ?? 'supergraph.graphql', 'utf8');
   const headersFile = process.env.SUBGRAPH_HEADERS_FILE;
   let headers: Record<string, string> | undefined;
+  // No usage reports to Apollo over the internet (there is none here), as in our router.
+  process.env.APOLLO_TELEMETRY_DISABLED ??= 'true';
   const gateway = new ApolloGateway({
     supergraphSdl,
     ...(headersFile && {

@@ -1,5 +1,6 @@
-import express, { type ErrorRequestHandler, type Express, type RequestHandler } from 'express';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { MikroORM } from '@mikro-orm/postgresql';
+import { readJsonBody, RequestError, sendJson } from '../../lib/graphql-http.js';
 import type { Logger } from '../../lib/logger.js';
 import { PRINCIPAL_HEADER, verifyPrincipalProof } from '../../lib/principal.js';
 import { verifyApiKey } from './api-keys.js';
@@ -8,7 +9,10 @@ import { verifyApiKey } from './api-keys.js';
 export const VERIFY_API_KEY_PATH = '/internal/api-keys/verify';
 
 /** A secret is under 100 bytes; anything near this limit is not one. */
-const BODY_LIMIT = '4kb';
+const BODY_LIMIT_BYTES = 4 * 1024;
+
+/** The internal endpoints of the auth service: a `routes` handler of startSubgraphServer. */
+export type InternalRoutes = (req: IncomingMessage, res: ServerResponse, path: string) => Promise<boolean>;
 
 /**
  * `POST /internal/api-keys/verify` with `{"secret": "ak_…"}`, for the router only (its proof as a
@@ -19,48 +23,49 @@ const BODY_LIMIT = '4kb';
  * - 400 `{"error": "bad_request"}` when the body is not JSON with a string `secret`;
  * - 413 `{"error": "payload_too_large"}` beyond 4 KB; 500 `{"error": "internal"}` if the database fails.
  */
-export function mountInternalRoutes(app: Express, deps: { orm: MikroORM; internalSecret: string; log: Logger }): void {
+export function internalRoutes(deps: { orm: MikroORM; internalSecret: string; log: Logger }): InternalRoutes {
   const { orm, internalSecret, log } = deps;
 
-  const onlyRouter: RequestHandler = (req, res, next) => {
+  const fromRouter = (req: IncomingMessage): boolean => {
     try {
-      const { principal } = verifyPrincipalProof(req.header(PRINCIPAL_HEADER), internalSecret);
-      if (principal.kind === 'service' && principal.service === 'router') return next();
+      const proof = req.headers[PRINCIPAL_HEADER];
+      const { principal } = verifyPrincipalProof(Array.isArray(proof) ? proof[0] : proof, internalSecret);
+      return principal.kind === 'service' && principal.service === 'router';
     } catch {
-      // Falls through to the same answer as a valid proof for someone else.
+      // The same answer as a valid proof for someone else.
+      return false;
     }
-    res.status(401).json({ error: 'unauthenticated' });
   };
 
-  const verify: RequestHandler = async (req, res) => {
-    const secret = (req.body as { secret?: unknown } | undefined)?.secret;
+  return async (req, res, path) => {
+    if (path !== VERIFY_API_KEY_PATH || req.method !== 'POST') return false;
+    if (!fromRouter(req)) {
+      sendJson(res, 401, { error: 'unauthenticated' });
+      return true;
+    }
+    let body: unknown;
+    try {
+      body = await readJsonBody(req, { limitBytes: BODY_LIMIT_BYTES });
+    } catch (error) {
+      if (!(error instanceof RequestError)) throw error;
+      sendJson(res, error.status === 413 ? 413 : 400, { error: error.status === 413 ? 'payload_too_large' : 'bad_request' });
+      return true;
+    }
+    const secret = (body as { secret?: unknown } | undefined)?.secret;
     if (typeof secret !== 'string') {
-      res.status(400).json({ error: 'bad_request' });
-      return;
+      sendJson(res, 400, { error: 'bad_request' });
+      return true;
     }
-    const key = await verifyApiKey(orm.em.fork(), secret, (write) => {
-      write.catch((error: unknown) => log.warn({ err: error }, 'recording API key use failed'));
-    });
-    if (!key) {
-      res.status(404).json({ error: 'invalid' });
-      return;
-    }
-    res.json(key);
-  };
-
-  const errors: ErrorRequestHandler = (error: { type?: string; status?: number }, _req, res, _next) => {
-    if (error.type === 'entity.too.large') {
-      res.status(413).json({ error: 'payload_too_large' });
-    } else if (error.status === 400 || error.type === 'entity.parse.failed') {
-      res.status(400).json({ error: 'bad_request' });
-    } else {
+    try {
+      const key = await verifyApiKey(orm.em.fork(), secret, (write) => {
+        write.catch((error: unknown) => log.warn({ err: error }, 'recording API key use failed'));
+      });
+      if (key) sendJson(res, 200, key);
+      else sendJson(res, 404, { error: 'invalid' });
+    } catch (error) {
       log.error({ err: error }, 'API key verification failed');
-      res.status(500).json({ error: 'internal' });
+      sendJson(res, 500, { error: 'internal' });
     }
+    return true;
   };
-
-  const router = express.Router();
-  router.post(VERIFY_API_KEY_PATH, onlyRouter, express.json({ limit: BODY_LIMIT }), verify);
-  router.use(errors);
-  app.use(router);
 }

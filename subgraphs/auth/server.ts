@@ -9,7 +9,7 @@ import { ownerOf } from '../../lib/principal.js';
 import { startSubgraphServer, type RunningServer } from '../../lib/subgraph-server.js';
 import type { Context } from './context.js';
 import { entities } from './entities.js';
-import { mountInternalRoutes } from './internal-routes.js';
+import { internalRoutes } from './internal-routes.js';
 import { migrations } from './migrations.js';
 import { resolvers } from './resolvers/index.js';
 import { pruneExpiredRefreshTokens, rsaPrivateKey, type SessionSettings } from './sessions.js';
@@ -83,7 +83,7 @@ export async function startAuthSubgraph(config: AuthSubgraphConfig): Promise<Run
         return { ...base, em, sessions, userById: new DataLoader((ids: readonly string[]) => usersByIds(em, callerId, ids)) };
       },
       readiness: async () => ({ database: await databaseReachable(orm) }),
-      routes: (app) => mountInternalRoutes(app, { orm, internalSecret: config.internalSecret, log }),
+      routes: internalRoutes({ orm, internalSecret: config.internalSecret, log }),
       onClose: async () => {
         clearInterval(pruneTimer);
         await orm.close();

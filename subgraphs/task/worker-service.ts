@@ -1,8 +1,8 @@
-import express from 'express';
 import { createServer } from 'node:http';
 import type { MikroORM } from '@mikro-orm/postgresql';
 import { ConfigError, envInt, envPort, envString, readCommonConfig, subgraphBaseUrl } from '../../lib/config.js';
 import { databaseReachable, openServiceDatabase } from '../../lib/db.js';
+import { sendJson, splitUrl } from '../../lib/graphql-http.js';
 import { listen } from '../../lib/http.js';
 import { createLogger } from '../../lib/logger.js';
 import { createBroker } from '../../lib/messaging/index.js';
@@ -134,16 +134,16 @@ export async function startTaskWorkerService(
   let url: string | null = null;
   let closeHttp = async () => {};
   if (config.healthPort >= 0) {
-    const app = express();
-    app.get('/healthz', (_req, res) => {
-      res.json({ status: 'ok', service: 'worker', workerId: worker.workerId, inFlight: worker.inFlight });
+    const server = createServer((req, res) => {
+      const { path } = splitUrl(req.url);
+      if (req.method === 'GET' && path === '/healthz') return sendJson(res, 200, { status: 'ok', service: 'worker', workerId: worker.workerId, inFlight: worker.inFlight });
+      if (req.method !== 'GET' || path !== '/readyz') return sendJson(res, 404, { error: 'not_found' });
+      void (async () => {
+        const checks = { database: await databaseReachable(orm), broker: broker.isConnected(), eventLog: await eventLog.ping().catch(() => false) };
+        const ready = Object.values(checks).every(Boolean);
+        sendJson(res, ready ? 200 : 503, { status: ready ? 'ready' : 'unavailable', service: 'worker', checks });
+      })();
     });
-    app.get('/readyz', async (_req, res) => {
-      const checks = { database: await databaseReachable(orm), broker: broker.isConnected(), eventLog: await eventLog.ping() };
-      const ready = Object.values(checks).every(Boolean);
-      res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'unavailable', service: 'worker', checks });
-    });
-    const server = createServer(app);
     const port = await listen(server, config.healthPort, config.host ?? '127.0.0.1');
     url = `http://${config.host ?? '127.0.0.1'}:${port}`;
     closeHttp = () => new Promise((resolve) => server.close(() => resolve()));

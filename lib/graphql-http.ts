@@ -1,0 +1,189 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
+import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
+import { HeaderMap, type ApolloServer, type BaseContext } from '@apollo/server';
+import type { ErrorCode } from './errors.js';
+
+/**
+ * The HTTP front our servers share, on node:http alone: reading a JSON body with the checks
+ * express.json() made (size, encoding, charset, strict JSON), and handing a request to Apollo
+ * Server with `executeHTTPGraphQLRequest`, its framework-neutral entry point. Express and the
+ * express integration cost about 0.25 ms of CPU per request here (routing, `url.parse`,
+ * `res.send`), more than a task's whole insert: the router and the subgraphs answer every task.
+ */
+
+/** A request refused before GraphQL, with the status and code it is answered with. */
+export class RequestError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: ErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface JsonBodyOptions {
+  /** The most bytes the body may have, after decompression. */
+  limitBytes: number;
+  /** Says why the raw bytes are refused (throws a RequestError), before they are parsed. */
+  verify?: (body: Buffer) => void;
+  /** The message of a 413. @default 'The request body is too large.' */
+  tooLargeMessage?: string;
+}
+
+/** The media type of a Content-Type header, lower case, without parameters. */
+function mediaType(contentType: string | undefined): string {
+  return (contentType ?? '').split(';', 1)[0].trim().toLowerCase();
+}
+
+function charsetOf(contentType: string): string | undefined {
+  const match = /;\s*charset\s*=\s*"?([^";\s]+)"?/i.exec(contentType);
+  return match?.[1].toLowerCase();
+}
+
+const unreadable = () => new RequestError(400, 'BAD_REQUEST', 'The request body cannot be read (check its encoding and Content-Type).');
+
+function decoded(req: IncomingMessage): Readable {
+  const encoding = (req.headers['content-encoding'] ?? 'identity').toLowerCase().trim();
+  switch (encoding) {
+    case 'identity':
+      return req;
+    case 'gzip':
+    case 'x-gzip':
+      return req.pipe(createGunzip());
+    case 'deflate':
+      return req.pipe(createInflate());
+    case 'br':
+      return req.pipe(createBrotliDecompress());
+    default:
+      throw unreadable();
+  }
+}
+
+/** The body's bytes, refused past `limitBytes` (counted after decompression) without buffering the rest. */
+function readBytes(req: IncomingMessage, options: JsonBodyOptions): Promise<Buffer> {
+  const tooLarge = () => new RequestError(413, 'PAYLOAD_TOO_LARGE', options.tooLargeMessage ?? 'The request body is too large.');
+  const declared = Number(req.headers['content-length']);
+  return new Promise<Buffer>((resolve, reject) => {
+    let stream: Readable;
+    try {
+      stream = decoded(req);
+    } catch (error) {
+      reject(error);
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let settled = false;
+    const fail = (error: RequestError) => {
+      if (settled) return;
+      settled = true;
+      if (stream !== req) {
+        req.unpipe();
+        stream.destroy();
+      }
+      // The rest of the body is read and dropped before the answer, so that a client still
+      // sending gets its 413 or 400 instead of a broken pipe.
+      if (req.readableEnded || req.destroyed) return reject(error);
+      req.on('data', () => {});
+      req.once('end', () => reject(error));
+      req.once('close', () => reject(error));
+      req.resume();
+    };
+    // A declared length past the limit is refused without buffering any of it.
+    if (stream === req && declared > options.limitBytes) return fail(tooLarge());
+    stream.on('data', (chunk: Buffer) => {
+      if (settled) return;
+      size += chunk.length;
+      if (size > options.limitBytes) return fail(tooLarge());
+      chunks.push(chunk);
+    });
+    stream.on('error', () => fail(unreadable()));
+    req.on('error', () => fail(unreadable()));
+    stream.on('end', () => {
+      if (settled) return;
+      settled = true;
+      resolve(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size));
+    });
+  });
+}
+
+/**
+ * Reads a JSON request body as express.json() did: undefined when the Content-Type is not
+ * `application/json` (the body is left unread, and Apollo's CSRF prevention refuses such requests);
+ * `{}` for an empty body; otherwise the parsed object or array. Refuses with a RequestError: 413
+ * past the limit, 400 for another charset than UTF-8, an unknown Content-Encoding, bytes `verify`
+ * refuses, or JSON that does not parse or whose top level is not an object or array.
+ */
+export async function readJsonBody(req: IncomingMessage, options: JsonBodyOptions): Promise<unknown> {
+  const contentType = req.headers['content-type'] ?? '';
+  if (mediaType(contentType) !== 'application/json') return undefined;
+  const charset = charsetOf(contentType);
+  if (charset !== undefined && charset !== 'utf-8' && charset !== 'utf8') throw unreadable();
+  const bytes = await readBytes(req, options);
+  if (bytes.length === 0) return {};
+  options.verify?.(bytes);
+  const text = bytes.toString('utf8');
+  // Strict, as express.json() was: only an object or an array at the top level.
+  const first = /\S/.exec(text)?.[0];
+  if (first !== '{' && first !== '[') throw new RequestError(400, 'BAD_REQUEST', 'The request body is not valid JSON.');
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    throw new RequestError(400, 'BAD_REQUEST', 'The request body is not valid JSON.');
+  }
+}
+
+/** The path and query string of a request's URL, without parsing the rest. */
+export function splitUrl(url: string | undefined): { path: string; search: string } {
+  const raw = url ?? '/';
+  const at = raw.indexOf('?');
+  return at < 0 ? { path: raw, search: '' } : { path: raw.slice(0, at), search: raw.slice(at) };
+}
+
+/** Answers with a JSON body (and its length, so the connection is kept). */
+export function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.statusCode = status;
+  res.setHeader('content-type', 'application/json; charset=utf-8');
+  res.setHeader('content-length', Buffer.byteLength(text));
+  res.end(text);
+}
+
+/** Answers `{"errors": [{message, extensions: {code}}]}`, the shape every GraphQL refusal has. */
+export function sendGraphQLError(res: ServerResponse, status: number, code: ErrorCode, message: string): void {
+  sendJson(res, status, { errors: [{ message, extensions: { code } }] });
+}
+
+/**
+ * Runs one HTTP request through Apollo Server (`body` as read by readJsonBody, undefined for a GET
+ * or a body that is not JSON) and writes its answer: status, headers and the body, streamed when
+ * Apollo answers incrementally.
+ */
+export async function executeGraphQL<C extends BaseContext>(
+  apollo: ApolloServer<C>,
+  req: IncomingMessage,
+  res: ServerResponse,
+  body: unknown,
+  search: string,
+  context: () => Promise<C>,
+): Promise<void> {
+  const headers = new HeaderMap();
+  for (const [name, value] of Object.entries(req.headers)) {
+    if (value !== undefined) headers.set(name, Array.isArray(value) ? value.join(', ') : value);
+  }
+  const response = await apollo.executeHTTPGraphQLRequest({
+    httpGraphQLRequest: { method: (req.method ?? 'GET').toUpperCase(), headers, search, body },
+    context,
+  });
+  for (const [name, value] of response.headers) res.setHeader(name, value);
+  res.statusCode = response.status ?? 200;
+  if (response.body.kind === 'complete') {
+    res.setHeader('content-length', Buffer.byteLength(response.body.string));
+    res.end(response.body.string);
+    return;
+  }
+  for await (const chunk of response.body.asyncIterator) res.write(chunk);
+  res.end();
+}
