@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError, envBool, envInt, envSecret, envUrl, readCommonConfig, subgraphBaseUrl } from './config.js';
 import { decodeCursor, encodeCursor, pageSize, toConnection } from './pagination.js';
-import { requireScope, signPrincipalProof, verifyPrincipalProof } from './principal.js';
+import { ProofCache, requireScope, signPrincipalProof, verifyPrincipalProof } from './principal.js';
 import jwt from 'jsonwebtoken';
 import { GraphQLError } from 'graphql';
 import { pino } from 'pino';
@@ -72,6 +72,25 @@ describe('router proof', () => {
     const unsigned = jwt.sign({ knd: 'user', sub: 'u1' }, '', { algorithm: 'none', audience: 'agent-platform-subgraphs', issuer: 'agent-platform-router' });
     expect(code(() => verifyPrincipalProof(unsigned, secret))).toBe('UNAUTHENTICATED');
     expect(code(() => verifyPrincipalProof(signPrincipalProof({ kind: 'anonymous', scopes: [] }, secret, undefined, -10), secret))).toBe('UNAUTHENTICATED');
+  });
+
+  it('reuses one proof per principal for half its lifetime, and a checked proof stays checked only for its own bytes and secret', () => {
+    const cache = new ProofCache(secret, 60);
+    const alice = { kind: 'user', userId: 'alice', scopes: ['tasks:read'] } as const;
+    const first = cache.proofFor({ ...alice, scopes: [...alice.scopes] });
+    expect(cache.proofFor({ ...alice, scopes: [...alice.scopes] })).toBe(first);
+    expect(cache.proofFor({ kind: 'user', userId: 'bob', scopes: [] })).not.toBe(first);
+    expect(verifyPrincipalProof(first, secret).principal).toEqual(alice);
+    // Verified once, then known: the same answer, frozen so no request can change it for the next.
+    const again = verifyPrincipalProof(first, secret);
+    expect(again.principal).toEqual(alice);
+    expect(Object.isFrozen(again.principal)).toBe(true);
+    const [header, payload, signature] = first.split('.');
+    const flipped = `${header}.${payload}.${signature.slice(0, -2)}${signature.endsWith('AA') ? 'AB' : 'AA'}`;
+    expect(() => verifyPrincipalProof(flipped, secret)).toThrow(/Invalid or expired/);
+    expect(() => verifyPrincipalProof(first, 'y'.repeat(40))).toThrow(/Invalid or expired/);
+    const forged = `${header}.${Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(payload, 'base64url').toString()), sub: 'mallory' })).toString('base64url')}.${signature}`;
+    expect(() => verifyPrincipalProof(forged, secret)).toThrow(/Invalid or expired/);
   });
 
   it('checks scopes', () => {

@@ -3,7 +3,7 @@ import type { GatewayGraphQLResponse } from '@apollo/server-gateway-interface';
 import { GraphQLError, type GraphQLFormattedError } from 'graphql';
 import type { Logger } from 'pino';
 import { appError } from '../lib/errors.js';
-import { PRINCIPAL_HEADER, REQUEST_ID_HEADER, signPrincipalProof, type Principal } from '../lib/principal.js';
+import { PRINCIPAL_HEADER, ProofCache, REQUEST_ID_HEADER, type Principal } from '../lib/principal.js';
 import type { RouterContext } from './context.js';
 import type { Fetcher, FetcherResponse } from '../lib/http-client.js';
 
@@ -180,8 +180,8 @@ export class SubgraphDataSource implements GraphQLDataSource<Partial<RouterConte
     const { request, context } = options;
     if (!request.query) throw new Error('Missing query');
     const requestId = context.record?.requestId;
-    // Signed once per client request, however many fetches its plan makes.
-    context.proof ??= signPrincipalProof(context.principal ?? ROUTER_ITSELF, this.internalSecret, requestId);
+    // One proof per caller, renewed every 30 s (the request id travels in its own header).
+    context.proof ??= ProofCache.for(this.internalSecret).proofFor(context.principal ?? ROUTER_ITSELF);
     const headers: Record<string, string> = { 'content-type': 'application/json', [PRINCIPAL_HEADER]: context.proof };
     if (requestId) headers[REQUEST_ID_HEADER] = requestId;
     const deduped = dedupeRepresentations(request.variables?.representations);
