@@ -239,6 +239,21 @@ describe('SubscriptionExecutor', () => {
     expect(calls[1].variables).toEqual({ id, after: 2 });
   });
 
+  it('waits for the final event of a task whose status says finished before its log does', async () => {
+    // The worker commits SUCCEEDED, then appends the final event: a subscriber can come in between.
+    const { executor, eventLog, tasks } = setup();
+    const id = randomUUID();
+    tasks.set(id, { owner: 'alice', status: 'SUCCEEDED', output: 'hi', agentName: 'Helper' });
+    await eventLog.appendMany(id, [{ type: 'QUEUED', attempt: 0 }, { type: 'STARTED', attempt: 1 }, { type: 'TOKEN', attempt: 1, delta: 'hi' }]);
+    const stream = await run(await executor.start('1', { query: `subscription { taskEvents(taskId: "${id}") { sequence type } }` }, ALICE));
+    expect((await take(stream, 3)).map((r) => (r.data as any).taskEvents.type)).toEqual(['QUEUED', 'STARTED', 'TOKEN']);
+    const next = stream.next();
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    await eventLog.appendMany(id, [{ type: 'SUCCEEDED', attempt: 1 }]);
+    expect(((await next).value as ExecutionResult).data).toEqual({ taskEvents: { sequence: 4, type: 'SUCCEEDED' } });
+    expect(await stream.next()).toEqual({ done: true, value: undefined });
+  });
+
   it('completes at once when a client resumes after the final event', async () => {
     const { executor, eventLog, tasks } = setup();
     const id = randomUUID();

@@ -653,8 +653,11 @@ export class SubscriptionExecutor {
     const log = this.options.eventLog;
     if (finished) {
       const events = await log.read(taskId, afterSequence);
-      if (events.length > 0) return iterate(events);
-      if ((await log.lastSequence(taskId)) > 0) return iterate([]);
+      if (events.some((event) => FINAL_EVENT_TYPES.has(event.type))) return iterate(events);
+      // The worker commits the task's status before it appends the final event: a subscriber that
+      // comes in between finds the live log without it, and follows the log until it arrives (the
+      // stream also ends at once when the client already holds the final event).
+      if (events.length > 0 || (await log.lastSequence(taskId)) > 0) return log.stream(taskId, afterSequence)[Symbol.asyncIterator]();
       return iterate(await this.archivedEvents(subscription));
     }
     // A client that already has the final event (the task's status may lag behind it for a
