@@ -61,4 +61,14 @@ describe('subgraph server door', () => {
     expect(elsewhere.codes).toEqual(['NOT_FOUND']);
     expect((await post(JSON.stringify({ query: '{ whoami }' }), proof())).data).toEqual({ whoami: 'user' });
   });
+
+  it('answers its probes without a proof, to GET and to HEAD (which some load balancers send)', async () => {
+    const health = await fetch(`${server.url}/healthz`);
+    expect(await health.json()).toEqual({ status: 'ok', service: 'probe' });
+    for (const path of ['/healthz', '/readyz']) {
+      const head = await fetch(`${server.url}${path}`, { method: 'HEAD' });
+      expect(head.status, path).toBe(200);
+      expect(await head.text(), path).toBe('');
+    }
+  });
 });

@@ -90,8 +90,9 @@ export async function startSubgraphServer<C extends BaseContext>(options: Subgra
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const { path, search } = splitUrl(req.url);
-    if (req.method === 'GET' && path === '/healthz') return sendJson(res, 200, { status: 'ok', service: options.name });
-    if (req.method === 'GET' && path === '/readyz') {
+    const probe = req.method === 'GET' || req.method === 'HEAD';
+    if (probe && path === '/healthz') return sendJson(res, 200, { status: 'ok', service: options.name });
+    if (probe && path === '/readyz') {
       const checks = (await options.readiness?.().catch(() => ({ readiness: false }))) ?? {};
       const ready = Object.values(checks).every(Boolean);
       return sendJson(res, ready ? 200 : 503, { status: ready ? 'ready' : 'unavailable', service: options.name, checks });

@@ -297,8 +297,9 @@ export async function startRouter(config: RouterConfig, deps: RouterDeps = {}): 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const { path, search } = splitUrl(req.url);
     // Probes come before the request log: orchestrators poll them every few seconds.
-    if (req.method === 'GET' && path === '/healthz') return sendJson(res, 200, { status: 'ok', service: 'router' });
-    if (req.method === 'GET' && path === '/readyz') {
+    const probe = req.method === 'GET' || req.method === 'HEAD';
+    if (probe && path === '/healthz') return sendJson(res, 200, { status: 'ok', service: 'router' });
+    if (probe && path === '/readyz') {
       const { ready, checks } = await readiness();
       return sendJson(res, ready ? 200 : 503, { status: ready ? 'ready' : 'unavailable', service: 'router', checks });
     }

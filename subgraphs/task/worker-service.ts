@@ -136,8 +136,9 @@ export async function startTaskWorkerService(
   if (config.healthPort >= 0) {
     const server = createServer((req, res) => {
       const { path } = splitUrl(req.url);
-      if (req.method === 'GET' && path === '/healthz') return sendJson(res, 200, { status: 'ok', service: 'worker', workerId: worker.workerId, inFlight: worker.inFlight });
-      if (req.method !== 'GET' || path !== '/readyz') return sendJson(res, 404, { error: 'not_found' });
+      const probe = req.method === 'GET' || req.method === 'HEAD';
+      if (probe && path === '/healthz') return sendJson(res, 200, { status: 'ok', service: 'worker', workerId: worker.workerId, inFlight: worker.inFlight });
+      if (!probe || path !== '/readyz') return sendJson(res, 404, { error: 'not_found' });
       void (async () => {
         const checks = { database: await databaseReachable(orm), broker: broker.isConnected(), eventLog: await eventLog.ping().catch(() => false) };
         const ready = Object.values(checks).every(Boolean);
