@@ -59,6 +59,15 @@ describe('RedisRateLimitStore', () => {
     }
     expect(await clients[0].pttl(`${prefix}user:1`)).toBeGreaterThan(59_000);
 
+    // A burst on one key from one store: counted in a few calls, every hit with its own place.
+    const own = client();
+    const batching = new RedisRateLimitStore(own, prefix);
+    const calls = vi.spyOn(own as unknown as { rateLimitHit: (...args: unknown[]) => Promise<unknown> }, 'rateLimitHit');
+    const burst = await Promise.all(Array.from({ length: 50 }, () => batching.hit('user:2', 60_000)));
+    expect(burst.map((c) => c.count).sort((a, b) => a - b)).toEqual(Array.from({ length: 50 }, (_, i) => i + 1));
+    expect(calls.mock.calls.length).toBeLessThanOrEqual(2);
+    expect(calls.mock.calls.reduce((sum, call) => sum + Number(call[2]), 0)).toBe(50);
+
     await first.hit('short', 50);
     await sleep(80);
     expect(await clients[0].exists(`${prefix}short`)).toBe(0);

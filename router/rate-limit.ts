@@ -75,9 +75,9 @@ export class MemoryRateLimitStore implements RateLimitStore {
   }
 }
 
-/** INCR and, on a new key, PEXPIRE, in one atomic round trip; returns the count and the ms left. */
+/** INCRBY and, on a new key, PEXPIRE, in one atomic round trip; returns the count and the ms left. */
 const HIT_SCRIPT = `
-local count = redis.call('INCR', KEYS[1])
+local count = redis.call('INCRBY', KEYS[1], ARGV[2])
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl < 0 then
   redis.call('PEXPIRE', KEYS[1], ARGV[1])
@@ -87,11 +87,25 @@ return {count, ttl}
 `;
 
 interface RedisWithHit {
-  rateLimitHit(key: string, windowMs: number): Promise<[number, number]>;
+  rateLimitHit(key: string, windowMs: number, hits: number): Promise<[number, number]>;
 }
 
-/** Shared by every replica: one EVALSHA per hit, keys under `prefix`, expiring with their window. */
+/** Hits on one key waiting for the call in flight to end; each gets its own place in the count. */
+interface PendingHits {
+  windowMs: number;
+  waiters: { resolve: (hit: { count: number; resetMs: number }) => void; reject: (error: unknown) => void }[];
+}
+
+/**
+ * Shared by every replica: keys under `prefix`, expiring with their window. One EVALSHA per key at
+ * a time: hits on a key that arrive while its call is in flight are counted together by the next
+ * (INCRBY n), and each gets the count it would have had alone (the n hits hold consecutive places),
+ * so a busy caller costs Redis and the router one call per round trip rather than one per request.
+ */
 export class RedisRateLimitStore implements RateLimitStore {
+  private readonly inFlight = new Set<string>();
+  private readonly pending = new Map<string, PendingHits>();
+
   constructor(
     private readonly redis: Redis,
     private readonly prefix: string,
@@ -99,9 +113,32 @@ export class RedisRateLimitStore implements RateLimitStore {
     if (!('rateLimitHit' in redis)) redis.defineCommand('rateLimitHit', { numberOfKeys: 1, lua: HIT_SCRIPT });
   }
 
-  async hit(key: string, windowMs: number): Promise<{ count: number; resetMs: number }> {
-    const [count, resetMs] = await (this.redis as unknown as RedisWithHit).rateLimitHit(this.prefix + key, windowMs);
-    return { count, resetMs };
+  hit(key: string, windowMs: number): Promise<{ count: number; resetMs: number }> {
+    return new Promise((resolve, reject) => {
+      let batch = this.pending.get(key);
+      if (!batch) this.pending.set(key, (batch = { windowMs, waiters: [] }));
+      batch.waiters.push({ resolve, reject });
+      if (!this.inFlight.has(key)) this.send(key);
+    });
+  }
+
+  private send(key: string): void {
+    const batch = this.pending.get(key);
+    if (!batch) return;
+    this.pending.delete(key);
+    this.inFlight.add(key);
+    const n = batch.waiters.length;
+    (this.redis as unknown as RedisWithHit).rateLimitHit(this.prefix + key, batch.windowMs, n).then(
+      ([count, resetMs]) => {
+        batch.waiters.forEach((waiter, i) => waiter.resolve({ count: count - n + i + 1, resetMs }));
+      },
+      (error: unknown) => {
+        for (const waiter of batch.waiters) waiter.reject(error);
+      },
+    ).finally(() => {
+      this.inFlight.delete(key);
+      this.send(key);
+    });
   }
 
   /** The Redis client belongs to whoever made it; the router closes its own. */
