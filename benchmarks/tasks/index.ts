@@ -18,7 +18,7 @@
  * machine's own services and run wherever the kernel puts them.
  *
  * Knobs for experiments (the defaults are what `npm run bench` reports): TASKS_BENCH_WORKERS=1,2,4 (2 in --quick),
- * TASKS_BENCH_CONCURRENCY=200, TASKS_BENCH_WS=0 (skip the run through the router),
+ * TASKS_BENCH_CONCURRENCY=200, TASKS_BENCH_WS=0 (skip the run through the router; 1 runs it in the quick form too),
  * TASKS_BENCH_WORKER_ENV='{"WORKER_CONCURRENCY":"50"}', TASKS_BENCH_PROFILE=dir (`--cpu-prof` of
  * every platform process into dir).
  */
@@ -216,7 +216,7 @@ export const run: Section = async (options): Promise<SectionResult> => {
   const sizes: Sizes = {
     warmupMs: options.quick ? 1500 : 5000,
     windowMs: options.quick ? 4000 : 15_000,
-    drainMs: 2000,
+    drainMs: options.quick ? 1000 : 2000,
     concurrency: Number(process.env.TASKS_BENCH_CONCURRENCY ?? 200),
   };
   // The quick form runs the same paths with the one worker count the full run usually finds best.
@@ -239,7 +239,9 @@ export const run: Section = async (options): Promise<SectionResult> => {
     const ours: Record<number, RunResult> = {};
     for (const count of counts) ours[count] = await runOurs(platform, options, sizes, count, user, 'redis');
     const best = counts.reduce((a, b) => (ours[b].tasksPerSecond > ours[a].tasksPerSecond ? b : a));
-    const viaRouter = process.env.TASKS_BENCH_WS === '0' ? null : await runOurs(platform, options, sizes, best, user, 'ws');
+    // The quick form leaves it out to keep under 3 minutes (its subscription section runs taskEvents through the router).
+    const watchThroughRouter = process.env.TASKS_BENCH_WS ? process.env.TASKS_BENCH_WS !== '0' : !options.quick;
+    const viaRouter = watchThroughRouter ? await runOurs(platform, options, sizes, best, user, 'ws') : null;
     await platform.stopWorkers();
     const bare = await runBare(platform, options, sizes, best, 'sut');
     // The second placement only in the full run: the quick form keeps under its 3 minutes.
@@ -273,7 +275,7 @@ export const run: Section = async (options): Promise<SectionResult> => {
       'SUCCEEDED seen in the Redis event log (one PSUBSCRIBE on the task channels, as the baseline sees its own). Latency: submit → SUCCEEDED received.';
     notes.tasks_per_s_ws = viaRouter
       ? `The same with ${best} worker(s), SUCCEEDED seen through the router: a graphql-ws taskEvents subscription per task (authorized through the gateway, replayed from the log), over ${Math.ceil(sizes.concurrency / 25)} sockets.`
-      : 'not run (TASKS_BENCH_WS=0)';
+      : `not run (${options.quick && !process.env.TASKS_BENCH_WS ? 'the quick form; TASKS_BENCH_WS=1 runs it' : 'TASKS_BENCH_WS=0'})`;
     notes.workers = `The worker count of the best run among ${counts.join(', ')}; the baseline runs with the same count.`;
     notes.bare_tasks_per_s =
       'Bare machinery (no GraphQL, none of our code): per task one INSERT and one persistent publish to a quorum queue with its own confirm (by the bare submitter), one consume with manual ack ' +
