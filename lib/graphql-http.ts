@@ -1,7 +1,8 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 import { HeaderMap, type ApolloServer, type BaseContext } from '@apollo/server';
+import type { Logger } from 'pino';
 import type { ErrorCode } from './errors.js';
 
 /**
@@ -100,7 +101,7 @@ function readBytes(req: IncomingMessage, options: JsonBodyOptions): Promise<Buff
       chunks.push(chunk);
     });
     stream.on('error', () => fail(unreadable()));
-    req.on('error', () => fail(unreadable()));
+    if (stream !== req) req.on('error', () => fail(unreadable()));
     stream.on('end', () => {
       if (settled) return;
       settled = true;
@@ -133,6 +134,51 @@ export async function readJsonBody(req: IncomingMessage, options: JsonBodyOption
   } catch {
     throw new RequestError(400, 'BAD_REQUEST', 'The request body is not valid JSON.');
   }
+}
+
+/** A request header as one string (Node gives repeated headers as an array only for a few names). */
+export function headerValue(req: IncomingMessage, name: string): string | undefined {
+  const value = req.headers[name];
+  return Array.isArray(value) ? value.join(', ') : value;
+}
+
+/**
+ * A node:http server that runs `handle` for each request. Whatever it throws is logged and
+ * answered 500 INTERNAL_SERVER_ERROR, or the connection is cut if the answer had already begun.
+ */
+export function createRequestServer(log: Logger, handle: (req: IncomingMessage, res: ServerResponse) => Promise<void>): Server {
+  return createServer((req, res) => {
+    handle(req, res).catch((error: unknown) => {
+      log.error({ err: error }, 'unexpected error before GraphQL');
+      if (!res.headersSent) sendGraphQLError(res, 500, 'INTERNAL_SERVER_ERROR', 'Internal server error.');
+      else res.destroy();
+    });
+  });
+}
+
+/**
+ * Answers the probes, to GET and to HEAD (which some load balancers send): `/healthz` with
+ * `{status: "ok", service, ...health}`, `/readyz` with every named check (200 when all are true,
+ * else 503; a readiness that throws counts as `{readiness: false}`). True when the request was one.
+ */
+export async function answerProbe(
+  req: IncomingMessage,
+  res: ServerResponse,
+  path: string,
+  service: string,
+  readiness: () => Promise<Record<string, boolean>>,
+  health: Record<string, unknown> = {},
+): Promise<boolean> {
+  if (req.method !== 'GET' && req.method !== 'HEAD') return false;
+  if (path === '/healthz') {
+    sendJson(res, 200, { status: 'ok', service, ...health });
+    return true;
+  }
+  if (path !== '/readyz') return false;
+  const checks = await readiness().catch(() => ({ readiness: false }));
+  const ready = Object.values(checks).every(Boolean);
+  sendJson(res, ready ? 200 : 503, { status: ready ? 'ready' : 'unavailable', service, checks });
+  return true;
 }
 
 /** The path and query string of a request's URL, without parsing the rest. */

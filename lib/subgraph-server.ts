@@ -1,4 +1,4 @@
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { ApolloServer } from '@apollo/server';
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
@@ -8,7 +8,7 @@ import type { GraphQLResolverMap } from '@apollo/subgraph/dist/schema-helper/ind
 import type { DocumentNode } from 'graphql';
 import type { Logger } from 'pino';
 import { maskError } from './errors.js';
-import { executeGraphQL, readJsonBody, RequestError, sendGraphQLError, sendJson, splitUrl } from './graphql-http.js';
+import { answerProbe, createRequestServer, executeGraphQL, headerValue, readJsonBody, RequestError, sendGraphQLError, splitUrl } from './graphql-http.js';
 import { listen } from './http.js';
 import { PRINCIPAL_HEADER, REQUEST_ID_HEADER, verifyPrincipalProof, type Principal } from './principal.js';
 
@@ -54,24 +54,13 @@ export interface RunningServer {
 /** Bodies of GraphQL requests to a subgraph: the router's fetches, well under this. */
 const BODY_LIMIT_BYTES = 2 * 1024 * 1024;
 
-function header(req: IncomingMessage, name: string): string | undefined {
-  const value = req.headers[name];
-  return Array.isArray(value) ? value[0] : value;
-}
-
 /**
  * A subgraph: Federation 2 schema served by Apollo Server on node:http, refusing every GraphQL
  * request that does not carry the router's principal proof, with /healthz and /readyz.
  */
 export async function startSubgraphServer<C extends BaseContext>(options: SubgraphServerOptions<C>): Promise<RunningServer> {
   const { log } = options;
-  const httpServer = createServer((req, res) => {
-    handle(req, res).catch((error: unknown) => {
-      log.error({ err: error }, 'unexpected error before GraphQL');
-      if (!res.headersSent) sendGraphQLError(res, 500, 'INTERNAL_SERVER_ERROR', 'Internal server error.');
-      else res.destroy();
-    });
-  });
+  const httpServer = createRequestServer(log, (req, res) => handle(req, res));
 
   const apollo = new ApolloServer<C>({
     schema: buildSubgraphSchema({ typeDefs: options.typeDefs, resolvers: options.resolvers as GraphQLResolverMap<unknown> }),
@@ -90,16 +79,11 @@ export async function startSubgraphServer<C extends BaseContext>(options: Subgra
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const { path, search } = splitUrl(req.url);
-    const probe = req.method === 'GET' || req.method === 'HEAD';
-    if (probe && path === '/healthz') return sendJson(res, 200, { status: 'ok', service: options.name });
-    if (probe && path === '/readyz') {
-      const checks = (await options.readiness?.().catch(() => ({ readiness: false }))) ?? {};
-      const ready = Object.values(checks).every(Boolean);
-      return sendJson(res, ready ? 200 : 503, { status: ready ? 'ready' : 'unavailable', service: options.name, checks });
-    }
+    if (await answerProbe(req, res, path, options.name, async () => (await options.readiness?.()) ?? {})) return;
 
     const started = process.hrtime.bigint();
-    const requestId = header(req, REQUEST_ID_HEADER) ?? randomUUID();
+    const givenRequestId = headerValue(req, REQUEST_ID_HEADER);
+    const requestId = givenRequestId ?? randomUUID();
     let operationName: unknown = null;
     res.once('finish', () => {
       if (!log.isLevelEnabled('info')) return;
@@ -111,9 +95,10 @@ export async function startSubgraphServer<C extends BaseContext>(options: Subgra
 
     // The proof is checked before the body is read: a caller that is not the router learns nothing
     // from how its body is parsed, and is answered UNAUTHENTICATED whatever it sends.
+    const proof = headerValue(req, PRINCIPAL_HEADER);
     let verified: ReturnType<typeof verifyPrincipalProof>;
     try {
-      verified = verifyPrincipalProof(header(req, PRINCIPAL_HEADER), options.internalSecret);
+      verified = verifyPrincipalProof(proof, options.internalSecret);
     } catch (error) {
       return sendGraphQLError(res, 401, 'UNAUTHENTICATED', (error as Error).message);
     }
@@ -125,12 +110,12 @@ export async function startSubgraphServer<C extends BaseContext>(options: Subgra
       throw error;
     }
     operationName = (body as { operationName?: unknown } | undefined)?.operationName ?? null;
-    const rid = header(req, REQUEST_ID_HEADER) ?? verified.requestId ?? requestId;
+    const rid = givenRequestId ?? verified.requestId ?? requestId;
     await executeGraphQL(apollo, req, res, body, search, async () =>
       options.createContext({
         principal: verified.principal,
         requestId: rid,
-        proof: header(req, PRINCIPAL_HEADER)!,
+        proof: proof!,
         log: log.child({ requestId: rid }),
       }),
     );

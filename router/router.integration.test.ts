@@ -13,7 +13,7 @@ import jwt from 'jsonwebtoken';
 import { pino, type Logger } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { appError, forbidden, unauthenticated } from '../lib/errors.js';
-import { readJsonBody, sendJson } from '../lib/graphql-http.js';
+import { headerValue, readJsonBody, sendJson } from '../lib/graphql-http.js';
 import { generateJwtKeyPair } from '../lib/jwt-keys.js';
 import { PRINCIPAL_HEADER, verifyPrincipalProof } from '../lib/principal.js';
 import { startSubgraphServer, type BaseContext, type RunningServer } from '../lib/subgraph-server.js';
@@ -72,8 +72,7 @@ let supergraphSdl: string;
 async function authRoutes(req: IncomingMessage, res: ServerResponse, path: string): Promise<boolean> {
   if (path !== '/internal/api-keys/verify' || req.method !== 'POST') return false;
   apiKeyLookups += 1;
-  const proof = req.headers[PRINCIPAL_HEADER];
-  const { principal } = verifyPrincipalProof(Array.isArray(proof) ? proof[0] : proof, SECRET);
+  const { principal } = verifyPrincipalProof(headerValue(req, PRINCIPAL_HEADER), SECRET);
   if (principal.kind !== 'service' || principal.service !== 'router') return sendJson(res, 401, { error: 'unauthenticated' }), true;
   const key = apiKeys.get(((await readJsonBody(req, { limitBytes: 4096 })) as { secret: string }).secret);
   if (!key) return sendJson(res, 404, { error: 'invalid' }), true;

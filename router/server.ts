@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ApolloGateway } from '@apollo/gateway';
 import { ApolloServer } from '@apollo/server';
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
@@ -9,7 +9,7 @@ import { GraphQLError } from 'graphql';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { maskError, type ErrorCode } from '../lib/errors.js';
-import { executeGraphQL, readJsonBody, RequestError, sendGraphQLError, sendJson, splitUrl } from '../lib/graphql-http.js';
+import { answerProbe, createRequestServer, executeGraphQL, headerValue, readJsonBody, RequestError, sendGraphQLError, splitUrl } from '../lib/graphql-http.js';
 import { listen } from '../lib/http.js';
 import { createLogger } from '../lib/logger.js';
 import { PRINCIPAL_HEADER, type Principal } from '../lib/principal.js';
@@ -80,11 +80,6 @@ function sendError(res: ServerResponse, record: RequestRecord, status: number, c
 
 function codeOf(error: unknown): string {
   return error instanceof GraphQLError && typeof error.extensions.code === 'string' ? error.extensions.code : 'INTERNAL_SERVER_ERROR';
-}
-
-function header(req: IncomingMessage, name: string): string | undefined {
-  const value = req.headers[name];
-  return Array.isArray(value) ? value.join(', ') : value;
 }
 
 /** A Redis client that fails fast while Redis is away, so rate limits fail open instead of queueing requests. */
@@ -190,13 +185,7 @@ export async function startRouter(config: RouterConfig, deps: RouterDeps = {}): 
   });
   gateway.onSchemaLoadOrUpdate(({ apiSchema }) => subscriptionExecutor.setSchema(apiSchema));
 
-  const httpServer = createServer((req, res) => {
-    handle(req, res).catch((error: unknown) => {
-      log.error({ err: error }, 'unexpected error before GraphQL');
-      if (!res.headersSent) sendGraphQLError(res, 500, 'INTERNAL_SERVER_ERROR', 'Internal server error.');
-      else res.destroy();
-    });
-  });
+  const httpServer = createRequestServer(log, (req, res) => handle(req, res));
 
   const apollo = new ApolloServer<RouterContext>({
     gateway,
@@ -252,7 +241,7 @@ export async function startRouter(config: RouterConfig, deps: RouterDeps = {}): 
   async function context(req: IncomingMessage, res: ServerResponse, record: RequestRecord): Promise<RouterContext> {
     let principal: Principal;
     try {
-      principal = await authenticator.authenticate({ authorization: header(req, 'authorization'), apiKey: header(req, 'x-api-key') }, record.requestId);
+      principal = await authenticator.authenticate({ authorization: headerValue(req, 'authorization'), apiKey: headerValue(req, 'x-api-key') }, record.requestId);
     } catch (error) {
       // Failed credentials count against the address, so guessing API keys costs the same as anonymous calls.
       if (limiter && codeOf(error) === 'UNAUTHENTICATED') {
@@ -282,7 +271,7 @@ export async function startRouter(config: RouterConfig, deps: RouterDeps = {}): 
 
   const corsHeaders = cors(config.corsOrigins);
 
-  async function readiness(): Promise<{ ready: boolean; checks: Record<string, boolean> }> {
+  async function readiness(): Promise<Record<string, boolean>> {
     const entries = await Promise.all([
       ...[...routed].map(async ([name, base]) => [name, await reachable(`${base}/healthz`)] as const),
       ...(redis ? [pings(redis).then((ok) => ['redis', ok] as const)] : []),
@@ -291,18 +280,13 @@ export async function startRouter(config: RouterConfig, deps: RouterDeps = {}): 
         () => ['events', false] as const,
       ),
     ]);
-    return { ready: entries.every(([, ok]) => ok), checks: Object.fromEntries(entries) };
+    return Object.fromEntries(entries);
   }
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const { path, search } = splitUrl(req.url);
     // Probes come before the request log: orchestrators poll them every few seconds.
-    const probe = req.method === 'GET' || req.method === 'HEAD';
-    if (probe && path === '/healthz') return sendJson(res, 200, { status: 'ok', service: 'router' });
-    if (probe && path === '/readyz') {
-      const { ready, checks } = await readiness();
-      return sendJson(res, ready ? 200 : 503, { status: ready ? 'ready' : 'unavailable', service: 'router', checks });
-    }
+    if (await answerProbe(req, res, path, 'router', readiness)) return;
     const record = startRequestRecord(req, res, path, log, config.trustProxyHops);
     if (path !== '/graphql' && path !== '/graphql/') return sendError(res, record, 404, 'NOT_FOUND', 'Not found: GraphQL is served at /graphql.');
     if (corsHeaders(req, res)) return;

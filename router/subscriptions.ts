@@ -5,6 +5,7 @@ import { CloseCode, handleProtocols, makeServer } from 'graphql-ws';
 import type { Logger } from 'pino';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { appError, maskError } from '../lib/errors.js';
+import { headerValue } from '../lib/graphql-http.js';
 import type { Principal } from '../lib/principal.js';
 import { Authenticator, principalId, type Credentials } from './authenticate.js';
 import type { RouterConfig } from './config.js';
@@ -100,11 +101,6 @@ function stringParam(params: Record<string, unknown>, ...names: string[]): strin
     return value;
   }
   return undefined;
-}
-
-function headerValue(request: IncomingMessage, name: string): string | undefined {
-  const value = request.headers[name];
-  return Array.isArray(value) ? value.join(', ') : value;
 }
 
 /**

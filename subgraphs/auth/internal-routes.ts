@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { MikroORM } from '@mikro-orm/postgresql';
-import { readJsonBody, RequestError, sendJson } from '../../lib/graphql-http.js';
+import { headerValue, readJsonBody, RequestError, sendJson } from '../../lib/graphql-http.js';
 import type { Logger } from '../../lib/logger.js';
 import { PRINCIPAL_HEADER, verifyPrincipalProof } from '../../lib/principal.js';
 import { verifyApiKey } from './api-keys.js';
@@ -28,8 +28,7 @@ export function internalRoutes(deps: { orm: MikroORM; internalSecret: string; lo
 
   const fromRouter = (req: IncomingMessage): boolean => {
     try {
-      const proof = req.headers[PRINCIPAL_HEADER];
-      const { principal } = verifyPrincipalProof(Array.isArray(proof) ? proof[0] : proof, internalSecret);
+      const { principal } = verifyPrincipalProof(headerValue(req, PRINCIPAL_HEADER), internalSecret);
       return principal.kind === 'service' && principal.service === 'router';
     } catch {
       // The same answer as a valid proof for someone else.

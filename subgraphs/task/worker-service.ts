@@ -1,8 +1,7 @@
-import { createServer } from 'node:http';
 import type { MikroORM } from '@mikro-orm/postgresql';
 import { ConfigError, envInt, envPort, envString, readCommonConfig, subgraphBaseUrl } from '../../lib/config.js';
 import { databaseReachable, openServiceDatabase } from '../../lib/db.js';
-import { sendJson, splitUrl } from '../../lib/graphql-http.js';
+import { answerProbe, createRequestServer, sendJson, splitUrl } from '../../lib/graphql-http.js';
 import { listen } from '../../lib/http.js';
 import { createLogger } from '../../lib/logger.js';
 import { createBroker } from '../../lib/messaging/index.js';
@@ -134,16 +133,10 @@ export async function startTaskWorkerService(
   let url: string | null = null;
   let closeHttp = async () => {};
   if (config.healthPort >= 0) {
-    const server = createServer((req, res) => {
+    const readiness = async () => ({ database: await databaseReachable(orm), broker: broker.isConnected(), eventLog: await eventLog.ping().catch(() => false) });
+    const server = createRequestServer(log, async (req, res) => {
       const { path } = splitUrl(req.url);
-      const probe = req.method === 'GET' || req.method === 'HEAD';
-      if (probe && path === '/healthz') return sendJson(res, 200, { status: 'ok', service: 'worker', workerId: worker.workerId, inFlight: worker.inFlight });
-      if (!probe || path !== '/readyz') return sendJson(res, 404, { error: 'not_found' });
-      void (async () => {
-        const checks = { database: await databaseReachable(orm), broker: broker.isConnected(), eventLog: await eventLog.ping().catch(() => false) };
-        const ready = Object.values(checks).every(Boolean);
-        sendJson(res, ready ? 200 : 503, { status: ready ? 'ready' : 'unavailable', service: 'worker', checks });
-      })();
+      if (!(await answerProbe(req, res, path, 'worker', readiness, { workerId: worker.workerId, inFlight: worker.inFlight }))) sendJson(res, 404, { error: 'not_found' });
     });
     const port = await listen(server, config.healthPort, config.host ?? '127.0.0.1');
     url = `http://${config.host ?? '127.0.0.1'}:${port}`;
