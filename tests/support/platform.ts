@@ -110,7 +110,7 @@ export async function startPlatform(label: string, options: PlatformOptions = {}
     processes.push(process);
     const worker = { workerId, process };
     workers.push(worker);
-    await waitForHealthy(`http://127.0.0.1:${healthPort}/readyz`, process, 120_000);
+    await waitForHealthy(`http://127.0.0.1:${healthPort}/readyz`, process, 120_000, 'worker');
     return worker;
   };
   const startRouter = async (port?: number) => {
@@ -120,7 +120,7 @@ export async function startPlatform(label: string, options: PlatformOptions = {}
     processes.push(process);
     const router = { url: `${base}/graphql`, base, process };
     routers.push(router);
-    await waitForHealthy(`${base}/readyz`, process, 60_000);
+    await waitForHealthy(`${base}/readyz`, process, 60_000, 'router');
     return router;
   };
   try {
@@ -128,7 +128,7 @@ export async function startPlatform(label: string, options: PlatformOptions = {}
     const services = (['auth', 'agent', 'memory', 'task'] as const).map((name) => {
       const service = startProcess(name, `subgraphs/${name}/main.ts`, env);
       processes.push(service);
-      return waitForHealthy(`${subgraphs[name]}/readyz`, service, 60_000);
+      return waitForHealthy(`${subgraphs[name]}/readyz`, service, 60_000, name);
     });
     await Promise.all(services);
     await Promise.all([

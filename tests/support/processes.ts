@@ -4,15 +4,37 @@ import { resolve } from 'node:path';
 
 export const ROOT = resolve(new URL('../..', import.meta.url).pathname);
 
-/** A free TCP port on 127.0.0.1 (never one of the platform's own 8000-8004). */
-export function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
+/**
+ * Ports handed out by this process. A port is free when probed but stays unused until the process
+ * it is meant for binds it, so two calls in a row could otherwise get the same one: a subgraph
+ * would then answer on the router's address.
+ */
+const handedOut = new Set<number>();
+
+/** Below the kernel's ephemeral range (32768-60999 here), so no outgoing connection takes it meanwhile. */
+const PORT_RANGE = { from: 20_000, to: 32_000 };
+
+/**
+ * A free TCP port on 127.0.0.1 that this process has not handed out before (never one of the
+ * platform's own 8000-8004). Chosen at random below the ephemeral range, then probed by binding it.
+ */
+export async function freePort(): Promise<number> {
+  for (let tries = 0; tries < 1000; tries++) {
+    const port = PORT_RANGE.from + Math.floor(Math.random() * (PORT_RANGE.to - PORT_RANGE.from));
+    if (handedOut.has(port)) continue;
+    if (await canListen(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
+  throw new Error(`no free port between ${PORT_RANGE.from} and ${PORT_RANGE.to} after 1000 tries`);
+}
+
+function canListen(port: number): Promise<boolean> {
+  return new Promise((done) => {
     const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => (port >= 8000 && port <= 8004 ? freePort().then(resolvePort, reject) : resolvePort(port)));
-    });
+    server.once('error', () => done(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => done(true)));
   });
 }
 
@@ -55,18 +77,29 @@ export function startProcess(name: string, entry: string, env: Record<string, st
   };
 }
 
-/** Polls `url` until it answers 200, or fails with the process's output. */
-export async function waitForHealthy(url: string, service: ServiceProcess, timeoutMs = 30_000): Promise<void> {
+/**
+ * Polls `url` until it answers 200, or fails with the process's output. With `expectService`, the
+ * probe's `service` field must name it: a ready answer from another process on that port fails.
+ */
+export async function waitForHealthy(url: string, service: ServiceProcess, timeoutMs = 30_000, expectService?: string): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (service.child.exitCode !== null) {
       throw new Error(`${service.name} exited with ${service.child.exitCode}:\n${service.output()}`);
     }
+    let answeredBy: unknown;
     try {
       const response = await fetch(url, { signal: AbortSignal.timeout(1000) });
-      if (response.ok) return;
+      if (response.ok) {
+        if (expectService === undefined) return;
+        answeredBy = ((await response.json()) as { service?: unknown }).service;
+        if (answeredBy === expectService) return;
+      }
     } catch {
       // not listening yet
+    }
+    if (answeredBy !== undefined) {
+      throw new Error(`${url} is answered by "${String(answeredBy)}", not by ${service.name} ("${expectService}"): the port was taken`);
     }
     await new Promise((r) => setTimeout(r, 100));
   }
