@@ -11,12 +11,19 @@ export const ROOT = resolve(new URL('../..', import.meta.url).pathname);
  */
 const handedOut = new Set<number>();
 
-/** Below the kernel's ephemeral range (32768-60999 here), so no outgoing connection takes it meanwhile. */
-const PORT_RANGE = { from: 20_000, to: 32_000 };
+/**
+ * Below the kernel's ephemeral range (32768-60999 here), so no outgoing connection takes it
+ * meanwhile, and a slice of its own for each of vitest's concurrent workers (`VITEST_POOL_ID`,
+ * 1..maxWorkers; 0 outside vitest), so two test files starting platforms side by side never pick
+ * the same port between probing and binding it.
+ */
+const SLICE = 1_200;
+const slot = Number(process.env.VITEST_POOL_ID ?? 0) % 10;
+const PORT_RANGE = { from: 20_000 + slot * SLICE, to: 20_000 + (slot + 1) * SLICE };
 
 /**
  * A free TCP port on 127.0.0.1 that this process has not handed out before (never one of the
- * platform's own 8000-8004). Chosen at random below the ephemeral range, then probed by binding it.
+ * platform's own 8000-8004). Chosen at random in this process's slice, then probed by binding it.
  */
 export async function freePort(): Promise<number> {
   for (let tries = 0; tries < 1000; tries++) {
