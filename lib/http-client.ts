@@ -10,7 +10,10 @@ import https from 'node:https';
  * headers stay raw until asked for.
  */
 export interface SubgraphFetcherOptions {
-  /** A fetch with no bytes moving for this long fails. @default 30000 */
+  /**
+   * A fetch not answered in full within this long fails, and its request is cut (the connection
+   * closed, so the server sees the caller leave). @default 30000
+   */
   timeoutMs?: number;
   /** Open connections per subgraph at most. @default 256 */
   maxSockets?: number;
@@ -21,6 +24,8 @@ export interface FetcherRequest {
   /** Sent as given, plus content-length (set on this object). */
   headers: Record<string, string>;
   body: string;
+  /** This fetch's own deadline instead of the client's `timeoutMs`. */
+  timeoutMs?: number;
 }
 
 /** A buffered answer: as much of the fetch API's Response as the data sources read. */
@@ -119,7 +124,15 @@ export function createSubgraphFetcher(options: SubgraphFetcherOptions = {}): Sub
   const fetcher: Fetcher = (url, init) =>
     new Promise<FetcherResponse>((resolve, reject) => {
       const target = targetOf(url);
+      const deadlineMs = init.timeoutMs ?? timeoutMs;
       init.headers['content-length'] = String(Buffer.byteLength(init.body));
+      // One timer for the whole fetch: a server that answers slowly, or trickles its answer, is
+      // given up on as surely as a silent one, and destroying the request frees its socket.
+      const timer = setTimeout(() => request.destroy(new Error(`No complete answer from ${target.host} within ${deadlineMs} ms.`)), deadlineMs);
+      const fail = (error: Error) => {
+        clearTimeout(timer);
+        reject(error);
+      };
       const request = (target.secure ? https : http).request(
         {
           hostname: target.hostname,
@@ -128,7 +141,6 @@ export function createSubgraphFetcher(options: SubgraphFetcherOptions = {}): Sub
           method: init.method,
           headers: init.headers,
           agent: target.secure ? httpsAgent : httpAgent,
-          timeout: timeoutMs,
         },
         (response) => {
           let body = '';
@@ -136,14 +148,14 @@ export function createSubgraphFetcher(options: SubgraphFetcherOptions = {}): Sub
           response.on('data', (chunk: string) => {
             body += chunk;
           });
-          response.on('error', reject);
+          response.on('error', fail);
           response.on('end', () => {
+            clearTimeout(timer);
             resolve(new BufferedResponse(url, response.statusCode ?? 0, response.statusMessage ?? '', response.rawHeaders, body));
           });
         },
       );
-      request.on('timeout', () => request.destroy(new Error(`No answer from ${target.host} within ${timeoutMs} ms.`)));
-      request.on('error', reject);
+      request.on('error', fail);
       request.end(init.body);
     });
 

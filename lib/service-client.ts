@@ -34,18 +34,16 @@ export async function fetchEntities<T>(
   let response: FetcherResponse;
   client ??= createSubgraphFetcher();
   try {
-    response = await withTimeout(
-      client.fetcher(`${subgraphUrl}/graphql`, {
-        method: 'POST',
-        headers: {
-          'content-type': 'application/json',
-          [PRINCIPAL_HEADER]: caller.proof,
-          [REQUEST_ID_HEADER]: caller.requestId,
-        },
-        body: JSON.stringify({ query, variables: { r: ids.map((id) => ({ __typename: typename, id })) } }),
-      }),
+    response = await client.fetcher(`${subgraphUrl}/graphql`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        [PRINCIPAL_HEADER]: caller.proof,
+        [REQUEST_ID_HEADER]: caller.requestId,
+      },
+      body: JSON.stringify({ query, variables: { r: ids.map((id) => ({ __typename: typename, id })) } }),
       timeoutMs,
-    );
+    });
   } catch {
     throw appError('SERVICE_UNAVAILABLE', `The service that owns ${typename} is unreachable; try again.`);
   }
@@ -59,13 +57,4 @@ export async function fetchEntities<T>(
     throw appError('SERVICE_UNAVAILABLE', `The service that owns ${typename} could not answer; try again.`);
   }
   return entities;
-}
-
-/** The promise's value, or a rejection after `ms` (the request's socket is released when it ends). */
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
