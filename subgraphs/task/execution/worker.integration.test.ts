@@ -4,7 +4,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { openServiceDatabase } from '../../../lib/db.js';
 import { createLogger } from '../../../lib/logger.js';
 import { createInProcessBroker } from '../../../lib/messaging/in-process.js';
-import { TASK_DEAD_LETTER_QUEUE, type MessageBroker } from '../../../lib/messaging/types.js';
+import { TASK_DEAD_LETTER_QUEUE, TASK_QUEUE, type Delivery, type MessageBroker } from '../../../lib/messaging/types.js';
 import { createMemoryTaskEventLog } from '../../../lib/task-events/memory.js';
 import type { TaskEvent, TaskEventLog } from '../../../lib/task-events/types.js';
 import { createTestDatabase } from '../../../tests/support/database.js';
@@ -286,6 +286,42 @@ describe('task worker', () => {
     const events = await finalEvents(first.eventLog, id);
     expect(events.at(-1)).toMatchObject({ type: 'SUCCEEDED', attempt: 2 });
     expect(textOf(events)).toBe('done');
+  });
+
+  it('passes on a message that arrives while it stops as a new message, acked instead of returned (no delivery counted)', async () => {
+    // RabbitMQ can deliver while the consumer's cancel is on its way: such a message was returned
+    // to the queue, and each return counts toward the delivery limit that dead-letters a task.
+    const { provider } = scripted((_request, signal, call) => words(call === 1 ? 'slow slow slow slow slow slow slow slow' : 'late done', call === 1 ? 200 : 0, signal));
+    const handlers: ((delivery: Delivery<unknown>) => Promise<void>)[] = [];
+    const broker = createInProcessBroker();
+    const consume = broker.consume.bind(broker);
+    broker.consume = (queue, handler, options) => {
+      if (queue === TASK_QUEUE) handlers.push(handler as (delivery: Delivery<unknown>) => Promise<void>);
+      return consume(queue, handler, options);
+    };
+    const eventLog = createMemoryTaskEventLog({ retentionSeconds: 3600 });
+    const relay = new OutboxRelay({ orm, broker, eventLog, log, pollMs: 50 });
+    await relay.start();
+    disposers.push(async () => {
+      await relay.stop();
+      await broker.close();
+      await eventLog.close();
+    });
+    const first = await rig(provider, {}, { broker, eventLog, relay });
+    const running = await submit(first);
+    while ((await row(running))?.status !== 'RUNNING') await sleep(10);
+    // A second task, as if its message were delivered to the first worker once it began to stop.
+    const late = randomUUID();
+    await orm.em.fork().execute(
+      `insert into "task"."tasks" (id, owner_id, agent_id, input, status, provider, model, created_at, updated_at)
+       values (?, ?, ?, 'late', 'QUEUED', 'scripted', 'm-1', now(), now())`,
+      [late, owner, randomUUID()],
+    );
+    const stopping = first.worker.stop(2000);
+    await expect(handlers[0]({ body: { taskId: late }, deliveryCount: 4, messageId: randomUUID(), routingKey: TASK_QUEUE })).resolves.toBeUndefined();
+    await stopping;
+    const outbox = await orm.em.fork().execute(`select payload from "task"."outbox" where task_id = ?`, [late]);
+    expect(outbox).toEqual([{ payload: { taskId: late, attempts: 0 } }]);
   });
 
   it('keeps renewing the lease of a task that outlasts it, so no reaper takes the task away', async () => {

@@ -233,7 +233,7 @@ export class TaskWorker {
       this.options.log.warn({ body: delivery.body }, 'dropping a task message without a task id');
       return;
     }
-    if (this.stopping) throw new Error('worker is stopping'); // back to the queue for another worker
+    if (this.stopping) return this.passOn(taskId);
     let task = await this.claim(taskId);
     if (!task) return; // finished, cancelled, or running elsewhere under a live lease
     const log = this.options.log.child({ taskId, workerId: this.workerId });
@@ -483,6 +483,23 @@ export class TaskWorker {
       return true;
     });
     if (handedBack) this.options.relay.wake();
+  }
+
+  /**
+   * A message that reached this worker after it began to stop (delivered while its consumer was
+   * being cancelled): its task goes back to the queue as a new message through the outbox, and this
+   * one is acked. Returning it to the broker instead would count toward its delivery limit, and a
+   * task caught by a few rolling restarts would end dead-lettered without ever having failed.
+   */
+  private async passOn(taskId: string): Promise<void> {
+    const em = this.options.orm.em.fork();
+    const passed = await em.transactional(async (tx) => {
+      const rows = await tx.execute(`select attempts from "task"."tasks" where id = ? and status in ('QUEUED', 'RUNNING')`, [taskId]);
+      if (rows.length === 0) return false; // finished or cancelled: nothing to run
+      await writeOutbox(tx, taskId, TOPIC_SUBMITTED, { taskId, attempts: rows[0].attempts });
+      return true;
+    });
+    if (passed) this.options.relay.wake();
   }
 
   /** A message delivered too many times: its task ends FAILED with the reason, if it has not ended. */
