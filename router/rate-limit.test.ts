@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { afterAll, describe, expect, it, vi } from 'vitest';
+import { deleteRedisKeys } from '../tests/support/redis.js';
 import { MemoryRateLimitStore, RateLimiter, RedisRateLimitStore, rateLimitedError, rateLimitHeaders, type RateLimitStore } from './rate-limit.js';
 
 const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -44,8 +45,7 @@ describe('RedisRateLimitStore', () => {
     return redis;
   };
   afterAll(async () => {
-    const keys = await clients[0].keys(`${prefix}*`);
-    if (keys.length) await clients[0].del(...keys);
+    await deleteRedisKeys(REDIS_URL, [prefix]);
     await Promise.all(clients.map((redis) => redis.quit()));
   });
 

@@ -5,6 +5,7 @@ import { sleep, startCluster, waitFor, type Cluster } from './support/cluster.js
 import { TaskLoad } from './support/load.js';
 import { ScenarioReport, SHORT } from './support/report.js';
 import { startRabbitMq, stopRabbitMq } from './support/services.js';
+import { tearDownScenario } from './support/teardown.js';
 
 /**
  * Scenario 2, broker restart (full suite only): under a steady stream of tasks with subscribers,
@@ -25,11 +26,9 @@ beforeAll(async () => {
 
 afterAll(async () => {
   if (SHORT) return;
-  await report.writeIfStopped().catch(() => undefined);
+  // Whatever happened, RabbitMQ runs again before anything else is cleaned up.
   await startRabbitMq();
-  await load?.stop().catch(() => undefined);
-  for (const task of load?.tasks ?? []) task.watch?.stop();
-  await cluster?.stop();
+  await tearDownScenario({ report, load, cluster });
 });
 
 /** Consumers per queue of the scenario's vhost. */

@@ -5,6 +5,7 @@ import { HttpProbe } from './support/http-probe.js';
 import { TaskLoad } from './support/load.js';
 import { ScenarioReport, SHORT } from './support/report.js';
 import { terminateDatabaseConnections } from './support/services.js';
+import { tearDownScenario } from './support/teardown.js';
 
 /**
  * Scenario 4, database hiccup (full suite only): under a steady stream of tasks with subscribers
@@ -25,13 +26,7 @@ beforeAll(async () => {
   cluster = await startCluster('faults_db');
 });
 
-afterAll(async () => {
-  if (!SHORT) await report.writeIfStopped().catch(() => undefined);
-  await probe?.stop().catch(() => undefined);
-  await load?.stop().catch(() => undefined);
-  for (const task of load?.tasks ?? []) task.watch?.stop();
-  await cluster?.stop();
-});
+afterAll(() => tearDownScenario({ report: SHORT ? undefined : report, probe, load, cluster }));
 
 describe.skipIf(SHORT)('database hiccup', () => {
   it('reconnects after its connections are terminated, fails cleanly or succeeds, and leaves no half-written task', async () => {

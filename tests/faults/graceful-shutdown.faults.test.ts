@@ -4,6 +4,7 @@ import { sleep, startCluster, type Cluster } from './support/cluster.js';
 import { HttpProbe } from './support/http-probe.js';
 import { TaskLoad } from './support/load.js';
 import { ScenarioReport, SHORT } from './support/report.js';
+import { tearDownScenario } from './support/teardown.js';
 
 /**
  * Scenario 6, graceful shutdown (full suite only): under a steady stream of tasks with subscribers
@@ -23,13 +24,7 @@ beforeAll(async () => {
   cluster = await startCluster('faults_shutdown');
 });
 
-afterAll(async () => {
-  if (!SHORT) await report.writeIfStopped().catch(() => undefined);
-  await probe?.stop().catch(() => undefined);
-  await load?.stop().catch(() => undefined);
-  for (const task of load?.tasks ?? []) task.watch?.stop();
-  await cluster?.stop();
-});
+afterAll(() => tearDownScenario({ report: SHORT ? undefined : report, probe, load, cluster }));
 
 describe.skipIf(SHORT)('graceful shutdown', () => {
   it('completes accepted requests, moves subscribers to the other router with 1001, and finishes or hands back running tasks', async () => {

@@ -4,6 +4,7 @@ import { startCluster, type Cluster } from './support/cluster.js';
 import { startFaultyOpenAi, type FaultMode, type FaultyOpenAi } from './support/faulty-openai.js';
 import { call, TaskLoad, type SubmittedTask } from './support/load.js';
 import { ScenarioReport, SHORT } from './support/report.js';
+import { tearDownScenario } from './support/teardown.js';
 
 /**
  * Scenario 5, provider faults (full suite only): tasks on an OpenAI-compatible endpoint that
@@ -46,9 +47,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  if (!SHORT) await report.writeIfStopped().catch(() => undefined);
-  for (const task of load?.tasks ?? []) task.watch?.stop();
-  await cluster?.stop();
+  await tearDownScenario({ report: SHORT ? undefined : report, load, cluster });
   await fake?.close();
 });
 

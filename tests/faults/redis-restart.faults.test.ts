@@ -5,6 +5,7 @@ import { call, TaskLoad } from './support/load.js';
 import { ScenarioReport } from './support/report.js';
 import { streamProblems, TaskWatch } from './support/watch.js';
 import { readRedisSettings, redisAnswers, redisStartArgs, startRedis, stopRedis, type RedisServerSettings } from './support/services.js';
+import { tearDownScenario } from './support/teardown.js';
 
 /**
  * Scenario 3, Redis restart (also in the short form): under a steady stream of tasks with
@@ -28,10 +29,7 @@ beforeAll(async () => {
 afterAll(async () => {
   // Whatever happened, Redis runs again before anything else is cleaned up.
   if (settings) await startRedis(settings);
-  await report.writeIfStopped().catch(() => undefined);
-  await load?.stop().catch(() => undefined);
-  for (const task of load?.tasks ?? []) task.watch?.stop();
-  await cluster?.stop();
+  await tearDownScenario({ report, load, cluster });
 });
 
 describe('Redis restart', () => {

@@ -3,6 +3,7 @@ import { verify } from './support/checks.js';
 import { sleep, startCluster, TASK_LEASE_MS, waitFor, type Cluster } from './support/cluster.js';
 import { TaskLoad } from './support/load.js';
 import { ScenarioReport, SHORT } from './support/report.js';
+import { tearDownScenario } from './support/teardown.js';
 
 /**
  * Scenario 1, worker crashes: under a steady stream of echo tasks, each followed by a graphql-ws
@@ -21,12 +22,7 @@ beforeAll(async () => {
   cluster = await startCluster('faults_crash');
 });
 
-afterAll(async () => {
-  await report.writeIfStopped().catch(() => undefined);
-  await load?.stop().catch(() => undefined);
-  for (const task of load?.tasks ?? []) task.watch?.stop();
-  await cluster?.stop();
-});
+afterAll(() => tearDownScenario({ report, load, cluster }));
 
 describe('worker crashes', () => {
   it(`loses no task and runs none twice when ${KILLS} worker(s) are killed mid-stream`, async () => {
