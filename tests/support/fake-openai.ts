@@ -26,7 +26,7 @@ export async function startFakeOpenAi(options: FakeOpenAiOptions = {}): Promise<
       res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { message: 'not found' } }));
       return;
     }
-    const request = JSON.parse(await body(req)) as RecordedRequest;
+    const request = JSON.parse(await requestText(req)) as RecordedRequest;
     requests.push(request);
     const lastUser = [...request.messages].reverse().find((m) => m.role === 'user')?.content ?? '';
     const text = options.reply?.(request) ?? `You said: ${lastUser}`;
@@ -62,7 +62,8 @@ export async function startFakeOpenAi(options: FakeOpenAiOptions = {}): Promise<
   };
 }
 
-function body(req: IncomingMessage): Promise<string> {
+/** A request's body as text. */
+export function requestText(req: IncomingMessage): Promise<string> {
   return new Promise((resolve, reject) => {
     let data = '';
     req.setEncoding('utf8');

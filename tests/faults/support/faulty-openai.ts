@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { requestText } from '../../support/fake-openai.js';
 
 /**
  * How the fake answers a request, chosen by the task's input: `[mode] rest of the input`.
@@ -29,7 +30,7 @@ export async function startFaultyOpenAi(options: { chunkDelayMs?: number; retryA
       res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { message: 'not found' } }));
       return;
     }
-    const request = JSON.parse(await body(req)) as { model: string; messages: { role: string; content: string }[] };
+    const request = JSON.parse(await requestText(req)) as { model: string; messages: { role: string; content: string }[] };
     const input = [...request.messages].reverse().find((m) => m.role === 'user')?.content ?? '';
     const mode = (/^\[([\w-]+)\]/.exec(input)?.[1] ?? 'ok') as FaultMode;
     requests.set(mode, (requests.get(mode) ?? 0) + 1);
@@ -81,14 +82,4 @@ export async function startFaultyOpenAi(options: { chunkDelayMs?: number; retryA
         server.close(() => resolve());
       }),
   };
-}
-
-function body(req: IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let data = '';
-    req.setEncoding('utf8');
-    req.on('data', (chunk) => (data += chunk));
-    req.on('end', () => resolve(data));
-    req.on('error', reject);
-  });
 }
