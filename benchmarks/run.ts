@@ -16,6 +16,14 @@ const out = outIndex >= 0 ? args[outIndex + 1] : undefined;
 const onlyIndex = args.indexOf('--only');
 const only = onlyIndex >= 0 ? new Set(args[onlyIndex + 1].split(',')) : null;
 
+/** The figures every run must report, per section: a number, or null with the section's notes saying why. */
+const REQUIRED_FIGURES: Record<string, readonly string[]> = {
+  gateway: ['router_rps', 'router_auth_rps', 'apollo_gateway_rps', 'hive_gateway_rps', 'router_p99_ms', 'apollo_gateway_p99_ms', 'hive_gateway_p99_ms', 'router_rss_mb'],
+  subscriptions: ['subscribers', 'events_per_s', 'p50_ms', 'p99_ms', 'router_rss_mb', 'bare_p99_ms', 'max_events_per_s', 'bare_max_events_per_s'],
+  tasks: ['workers', 'tasks_per_s', 'p99_ms', 'bare_tasks_per_s'],
+  startup: ['npm_start_to_first_answer_ms'],
+};
+
 const SECTIONS: Record<string, () => Promise<Section>> = {
   gateway: async () => (await import('./gateway/index.js')).run,
   subscriptions: async () => (await import('./subscriptions/index.js')).run,
@@ -68,6 +76,12 @@ for (const [name, load] of Object.entries(SECTIONS)) {
     result = { figures: {}, notes: { error: String((error as Error)?.stack ?? error) }, table: [[name, 'failed', String((error as Error)?.message ?? error)]] };
   }
   results[name] = { ...result.figures, notes: result.notes };
+  const explained = Object.keys(result.notes).length > 0;
+  const missing = (REQUIRED_FIGURES[name] ?? []).filter((key) => !(typeof result.figures[key] === 'number' || (result.figures[key] === null && explained)));
+  if (missing.length > 0) {
+    failed = true;
+    console.error(`[bench] ${name}: no figure and no note for ${missing.join(', ')}`);
+  }
   rows.push([`— ${name} (${Math.round((Date.now() - started) / 1000)} s)`, '', ''], ...result.table);
 }
 
