@@ -99,6 +99,15 @@ export interface CommonConfig {
   eventsPrefix: string;
   /** How long the live event log keeps a task's events. */
   eventRetentionSeconds: number;
+  /** `METRICS_TOKEN`: when set, `/metrics` answers only `Authorization: Bearer <token>`. */
+  metricsToken: string | undefined;
+}
+
+/** `METRICS_TOKEN`, unset or at least 16 characters. */
+export function envMetricsToken(env: Env): string | undefined {
+  const token = raw(env, 'METRICS_TOKEN');
+  if (token !== undefined && token.length < 16) throw new ConfigError('METRICS_TOKEN must be at least 16 characters long, or unset to serve /metrics without a token.');
+  return token;
 }
 
 export function readCommonConfig(env: Env = process.env): CommonConfig {
@@ -110,6 +119,7 @@ export function readCommonConfig(env: Env = process.env): CommonConfig {
     logLevel: envEnum(env, 'LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const, 'info'),
     eventsPrefix: envString(env, 'EVENTS_PREFIX', 'ap:'),
     eventRetentionSeconds: envInt(env, 'EVENT_RETENTION_SECONDS', 86_400, { min: 60, max: 30 * 86_400 }),
+    metricsToken: envMetricsToken(env),
   };
 }
 

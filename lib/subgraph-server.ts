@@ -10,6 +10,7 @@ import type { Logger } from 'pino';
 import { maskError } from './errors.js';
 import { answerProbe, createRequestServer, executeGraphQL, headerValue, readJsonBody, RequestError, sendGraphQLError, splitUrl } from './graphql-http.js';
 import { listen } from './http.js';
+import { answerMetrics, outcomeLabel, ServiceMetrics } from './metrics.js';
 import { PRINCIPAL_HEADER, REQUEST_ID_HEADER, verifyPrincipalProof, type Principal } from './principal.js';
 
 /** What every subgraph resolver gets; each subgraph extends it with its own per-request state. */
@@ -43,12 +44,24 @@ export interface SubgraphServerOptions<C extends BaseContext> {
   routes?: (req: IncomingMessage, res: ServerResponse, path: string) => boolean | Promise<boolean>;
   /** Called after the HTTP server has closed (close the ORM, queues...). */
   onClose?: () => Promise<void>;
+  /** `/metrics` answers only this bearer token when set (METRICS_TOKEN). */
+  metricsToken?: string;
+  /** Where the service's own metrics go (answered at /metrics with the request metrics). @default a registry of its own */
+  metrics?: ServiceMetrics;
 }
 
 export interface RunningServer {
   url: string;
   port: number;
+  /** The service's metrics (answered at /metrics on its port). */
+  metrics?: ServiceMetrics;
   close: () => Promise<void>;
+}
+
+/** Where a request's context keeps the codes of the errors it answered (read by the metrics). */
+const OUTCOME = Symbol('outcome');
+interface WithOutcome {
+  [OUTCOME]: string[];
 }
 
 /** Bodies of GraphQL requests to a subgraph: the router's fetches, well under this. */
@@ -61,6 +74,9 @@ const BODY_LIMIT_BYTES = 2 * 1024 * 1024;
 export async function startSubgraphServer<C extends BaseContext>(options: SubgraphServerOptions<C>): Promise<RunningServer> {
   const { log } = options;
   const httpServer = createRequestServer(log, (req, res) => handle(req, res));
+  const metrics = options.metrics ?? new ServiceMetrics(options.name);
+  const requests = metrics.counter('graphql_requests_total', 'GraphQL requests answered, by outcome (ok or the first error code).', ['outcome']);
+  const durations = metrics.histogram('graphql_request_duration_seconds', 'Time from a GraphQL request to the end of its answer.', []);
 
   const apollo = new ApolloServer<C>({
     schema: buildSubgraphSchema({ typeDefs: options.typeDefs, resolvers: options.resolvers as GraphQLResolverMap<unknown> }),
@@ -73,6 +89,18 @@ export async function startSubgraphServer<C extends BaseContext>(options: Subgra
       ApolloServerPluginLandingPageDisabled(),
       // Traces are for Apollo's hosted studio, which this platform does not report to.
       ApolloServerPluginInlineTraceDisabled(),
+      {
+        // The codes of the errors answered, for the request metrics.
+        async requestDidStart() {
+          return {
+            async willSendResponse({ contextValue, response }) {
+              const errors = response.body.kind === 'single' ? response.body.singleResult.errors : response.body.initialResult.errors;
+              const codes = (contextValue as Partial<WithOutcome>)[OUTCOME];
+              if (codes && errors) for (const error of errors) codes.push(String(error.extensions?.code ?? 'INTERNAL_SERVER_ERROR'));
+            },
+          };
+        },
+      },
     ],
   });
   await apollo.start();
@@ -80,12 +108,16 @@ export async function startSubgraphServer<C extends BaseContext>(options: Subgra
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const { path, search } = splitUrl(req.url);
     if (await answerProbe(req, res, path, options.name, async () => (await options.readiness?.()) ?? {})) return;
+    if (await answerMetrics(req, res, path, metrics, options.metricsToken)) return;
 
     const started = process.hrtime.bigint();
     const givenRequestId = headerValue(req, REQUEST_ID_HEADER);
     const requestId = givenRequestId ?? randomUUID();
     let operationName: unknown = null;
+    const errorCodes: string[] = [];
     res.once('finish', () => {
+      requests.inc({ outcome: outcomeLabel(errorCodes, res.statusCode) });
+      durations.observe(Number(process.hrtime.bigint() - started) / 1e9);
       if (!log.isLevelEnabled('info')) return;
       log.info({ requestId, method: req.method, path, operationName, status: res.statusCode, durationMs: Number(process.hrtime.bigint() - started) / 1e6 }, 'request');
     });
@@ -111,14 +143,15 @@ export async function startSubgraphServer<C extends BaseContext>(options: Subgra
     }
     operationName = (body as { operationName?: unknown } | undefined)?.operationName ?? null;
     const rid = givenRequestId ?? verified.requestId ?? requestId;
-    await executeGraphQL(apollo, req, res, body, search, async () =>
-      options.createContext({
+    await executeGraphQL(apollo, req, res, body, search, async () => {
+      const context = await options.createContext({
         principal: verified.principal,
         requestId: rid,
         proof: proof!,
         log: log.child({ requestId: rid }),
-      }),
-    );
+      });
+      return Object.assign(context, { [OUTCOME]: errorCodes });
+    });
   }
 
   const port = await listen(httpServer, options.port, options.host ?? '127.0.0.1');
@@ -127,6 +160,7 @@ export async function startSubgraphServer<C extends BaseContext>(options: Subgra
   return {
     url,
     port,
+    metrics,
     close: async () => {
       await apollo.stop();
       await options.onClose?.();

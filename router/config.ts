@@ -7,6 +7,7 @@ import {
   envEnum,
   envInt,
   envList,
+  envMetricsToken,
   envPort,
   envSecret,
   envString,
@@ -118,6 +119,8 @@ export interface RouterConfig {
   sandboxEnabled: boolean;
   /** `INTROSPECTION_ENABLED`. @default true */
   introspectionEnabled: boolean;
+  /** `METRICS_TOKEN`: when set, `/metrics` answers only `Authorization: Bearer <token>`. */
+  metricsToken: string | undefined;
   /**
    * `TRUST_PROXY`: how many proxies in front of the router may set X-Forwarded-For; the client IP
    * (per-IP rate limits) is read through that many hops. 0 uses the socket address. @default 0
@@ -213,6 +216,7 @@ export function routerConfigFromEnv(env: Env = process.env, overrides: { supergr
     corsOrigins: readOrigins(env),
     sandboxEnabled: envBool(env, 'SANDBOX_ENABLED', true),
     introspectionEnabled: envBool(env, 'INTROSPECTION_ENABLED', true),
+    metricsToken: envMetricsToken(env),
     trustProxyHops: envInt(env, 'TRUST_PROXY', 0, { min: 0, max: 10 }),
     logLevel: envEnum(env, 'LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const, 'info'),
   };

@@ -8,6 +8,8 @@ export interface RequestRecord {
   /** User id, API key id, or "anonymous"; unset until the credentials are checked. */
   principalId?: string;
   operationName?: string;
+  /** query or mutation, once the operation is resolved (for the metrics). */
+  operationType?: string;
   /** `extensions.code` of every error sent, after masking. */
   errorCodes: string[];
 }

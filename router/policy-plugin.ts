@@ -57,6 +57,7 @@ export function policyPlugin(options: PolicyPluginOptions): ApolloServerPlugin<R
               { http: { status: 400 } },
             );
           }
+          contextValue.record.operationType = operation.operation;
           // The gateway cannot run them; they have their own transport on the same path.
           if (operation.operation === 'subscription') {
             throw appError('BAD_REQUEST', 'Subscriptions are served over WebSocket (graphql-ws) at ws://<router>/graphql, not over HTTP.');

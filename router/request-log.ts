@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
+import { codeForStatus } from '../lib/metrics.js';
 import { REQUEST_ID_HEADER } from '../lib/principal.js';
 import type { RequestRecord } from './context.js';
 import { clientIpOf } from './subscriptions.js';
@@ -12,19 +13,20 @@ export function requestIdFrom(header: string | string[] | undefined): string {
   return typeof header === 'string' && SANE_REQUEST_ID.test(header) ? header : randomUUID();
 }
 
-/** For responses whose errors the router did not see being made (Apollo's own HTTP-level refusals). */
-function codeForStatus(status: number): string | undefined {
-  if (status < 400) return undefined;
-  if (status === 404) return 'NOT_FOUND';
-  return status >= 500 ? 'INTERNAL_SERVER_ERROR' : 'BAD_REQUEST';
-}
 
 /**
  * Gives a request its id (echoed in `x-request-id`) and writes one line when it ends: id,
  * operation, principal, status, duration and error codes. Never headers, variables or bodies,
  * which is where tokens, passwords and secrets travel. The record is filled in while the request runs.
  */
-export function startRequestRecord(req: IncomingMessage, res: ServerResponse, path: string, log: Logger, trustProxyHops: number): RequestRecord {
+export function startRequestRecord(
+  req: IncomingMessage,
+  res: ServerResponse,
+  path: string,
+  log: Logger,
+  trustProxyHops: number,
+  onEnd?: (record: RequestRecord, status: number, seconds: number) => void,
+): RequestRecord {
   const started = process.hrtime.bigint();
   const record: RequestRecord = {
     requestId: requestIdFrom(req.headers[REQUEST_ID_HEADER]),
@@ -38,6 +40,8 @@ export function startRequestRecord(req: IncomingMessage, res: ServerResponse, pa
       const code = codeForStatus(status);
       if (code) record.errorCodes.push(code);
     }
+    const elapsed = Number(process.hrtime.bigint() - started);
+    onEnd?.(record, status, elapsed / 1e9);
     const level = status >= 500 ? 'warn' : 'info';
     if (!log.isLevelEnabled(level)) return;
     const line = {
@@ -47,7 +51,7 @@ export function startRequestRecord(req: IncomingMessage, res: ServerResponse, pa
       operationName: record.operationName ?? null,
       principal: record.principalId ?? 'anonymous',
       status,
-      durationMs: Math.round(Number(process.hrtime.bigint() - started) / 1e4) / 100,
+      durationMs: Math.round(elapsed / 1e4) / 100,
       ...(record.errorCodes.length > 0 ? { errorCodes: record.errorCodes } : {}),
       ...(res.writableFinished ? {} : { aborted: true }),
     };

@@ -611,6 +611,48 @@ describe('errors and health', () => {
   });
 });
 
+describe('metrics', () => {
+  /** The value of one series in a scrape, or undefined. */
+  const series = (text: string, name: string) => {
+    const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+    return line === undefined ? undefined : Number(line.slice(name.length + 1));
+  };
+
+  it('counts requests by operation type and outcome, times subgraph fetches, and answers /metrics', async () => {
+    const { url } = await router();
+    await gql(url, '{ whoami { kind } }', bearer(accessToken()));
+    await gql(url, '{ whoami { kind } }', bearer(accessToken()));
+    await gql(url, '{ notYours }', bearer(accessToken()));
+    await gql(url, '{ nope }', bearer(accessToken()));
+    await gql(url, '{ whoami { kind } }', bearer('not-a-token'));
+    const scrape = await fetch(`${url}/metrics`);
+    expect(scrape.status).toBe(200);
+    const text = await scrape.text();
+    expect(series(text, 'graphql_requests_total{operation_type="query",outcome="ok",service="router"}')).toBe(2);
+    expect(series(text, 'graphql_requests_total{operation_type="query",outcome="FORBIDDEN",service="router"}')).toBe(1);
+    expect(series(text, 'graphql_requests_total{operation_type="none",outcome="GRAPHQL_VALIDATION_FAILED",service="router"}')).toBe(1);
+    expect(series(text, 'graphql_requests_total{operation_type="none",outcome="UNAUTHENTICATED",service="router"}')).toBe(1);
+    expect(series(text, 'subgraph_fetch_duration_seconds_count{service="router",subgraph="agent",outcome="ok"}')).toBe(3);
+    expect(series(text, 'graphql_ws_sockets{service="router"}')).toBe(0);
+    expect(series(text, 'process_resident_memory_bytes')).toBeGreaterThan(0);
+    // The scrape itself is not a request of the API.
+    expect(text).not.toContain('operation_type="metrics"');
+  });
+
+  it('answers /metrics only with METRICS_TOKEN when it is set, and the subgraphs answer theirs', async () => {
+    const token = randomBytes(16).toString('hex');
+    const { url } = await router({ METRICS_TOKEN: token });
+    expect((await fetch(`${url}/metrics`)).status).toBe(401);
+    expect((await fetch(`${url}/metrics`, { headers: bearer(token) })).status).toBe(200);
+    expect(() => configFor({ METRICS_TOKEN: 'short' })).toThrow(/METRICS_TOKEN must be at least 16 characters/);
+
+    await gql(url, '{ whoami { kind } }', bearer(accessToken()));
+    const agent = await (await fetch(`${subgraphs.agent.url}/metrics`)).text();
+    expect(series(agent, 'graphql_requests_total{outcome="ok",service="agent"}')).toBeGreaterThanOrEqual(1);
+    expect(agent).toMatch(/^graphql_request_duration_seconds_count\{service="agent"\} [1-9]/m);
+  });
+});
+
 describe('sandbox, logging and shutdown', () => {
   it('serves Apollo Sandbox to browsers unless SANDBOX_ENABLED=false', async () => {
     const on = await router();

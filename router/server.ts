@@ -11,6 +11,7 @@ import type { Logger } from 'pino';
 import { maskError, type ErrorCode } from '../lib/errors.js';
 import { answerProbe, createRequestServer, executeGraphQL, headerValue, readJsonBody, RequestError, sendGraphQLError, splitUrl } from '../lib/graphql-http.js';
 import { listen } from '../lib/http.js';
+import { answerMetrics, outcomeLabel, ServiceMetrics } from '../lib/metrics.js';
 import { createLogger } from '../lib/logger.js';
 import { PRINCIPAL_HEADER, type Principal } from '../lib/principal.js';
 import type { RunningServer } from '../lib/subgraph-server.js';
@@ -162,6 +163,16 @@ export async function startRouter(config: RouterConfig, deps: RouterDeps = {}): 
   // behalf: off unless the operator sets APOLLO_TELEMETRY_DISABLED=false themselves.
   process.env.APOLLO_TELEMETRY_DISABLED ??= 'true';
   const subgraphFetcher = createSubgraphFetcher({ timeoutMs: config.subgraphTimeoutMs });
+  const metrics = new ServiceMetrics('router');
+  const requestCount = metrics.counter('graphql_requests_total', 'GraphQL requests over HTTP, by operation type and outcome (ok or the first error code).', ['operation_type', 'outcome']);
+  const requestSeconds = metrics.histogram('graphql_request_duration_seconds', 'Time from an HTTP GraphQL request to the end of its answer.', ['operation_type']);
+  const fetchSeconds = metrics.histogram('subgraph_fetch_duration_seconds', 'Fetches from the router to each subgraph, by outcome (ok or error).', ['subgraph', 'outcome']);
+  const observeFetch = (subgraph: string, seconds: number, ok: boolean) => fetchSeconds.observe({ subgraph, outcome: ok ? 'ok' : 'error' }, seconds);
+  const observeRequest = (record: RequestRecord, status: number, seconds: number) => {
+    const type = record.operationType ?? 'none';
+    requestCount.inc({ operation_type: type, outcome: outcomeLabel(record.errorCodes, status) });
+    requestSeconds.observe({ operation_type: type }, seconds);
+  };
   /** name → base URL of every subgraph the supergraph routes to (what /readyz checks). */
   const routed = new Map<string, string>();
   const gateway = new ApolloGateway({
@@ -171,7 +182,7 @@ export async function startRouter(config: RouterConfig, deps: RouterDeps = {}): 
       const base = (config.subgraphUrls as Record<string, string | undefined>)[name] ?? url?.replace(/\/graphql\/?$/, '');
       if (!base) throw new Error(`The supergraph names subgraph "${name}" without a URL, and no ${name.toUpperCase()}_URL is set.`);
       routed.set(name, base);
-      return new SubgraphDataSource(name, `${base}/graphql`, config.internalSecret, subgraphFetcher.fetcher, log, { shareInFlight: config.shareInFlightFetches });
+      return new SubgraphDataSource(name, `${base}/graphql`, config.internalSecret, subgraphFetcher.fetcher, log, { shareInFlight: config.shareInFlightFetches, observe: observeFetch });
     },
   });
 
@@ -287,7 +298,8 @@ export async function startRouter(config: RouterConfig, deps: RouterDeps = {}): 
     const { path, search } = splitUrl(req.url);
     // Probes come before the request log: orchestrators poll them every few seconds.
     if (await answerProbe(req, res, path, 'router', readiness)) return;
-    const record = startRequestRecord(req, res, path, log, config.trustProxyHops);
+    if (await answerMetrics(req, res, path, metrics, config.metricsToken)) return;
+    const record = startRequestRecord(req, res, path, log, config.trustProxyHops, observeRequest);
     if (path !== '/graphql' && path !== '/graphql/') return sendError(res, record, 404, 'NOT_FOUND', 'Not found: GraphQL is served at /graphql.');
     if (corsHeaders(req, res)) return;
     // The gateway forwards no client header anyway; dropping these at the door keeps that true for any code added later.
@@ -328,6 +340,9 @@ export async function startRouter(config: RouterConfig, deps: RouterDeps = {}): 
     trustProxyHops: config.trustProxyHops,
     log,
   });
+  metrics.observedGauge('graphql_ws_sockets', 'Open graphql-ws sockets.', () => subscriptions.sockets);
+  metrics.observedGauge('graphql_ws_subscriptions', 'taskEvents subscriptions running.', () => subscriptions.subscriptions);
+  metrics.observedCounter('graphql_ws_events_sent_total', 'Task events sent to subscribers.', () => subscriptions.eventsSent);
   const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
   const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
   log.info(
@@ -344,6 +359,7 @@ export async function startRouter(config: RouterConfig, deps: RouterDeps = {}): 
   return {
     url,
     port,
+    metrics,
     close: async () => {
       // Subscription sockets first (1001: clients resume elsewhere with afterSequence): the HTTP
       // drain would otherwise cut them without a close frame. Then in-flight requests finish

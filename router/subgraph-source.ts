@@ -152,6 +152,7 @@ export class SubgraphDataSource implements GraphQLDataSource<Partial<RouterConte
   /**
    * @param options.shareInFlight concurrent identical query fetches for the same caller share one
    *   request to the subgraph (each parses its own copy of the answer). @default true
+   * @param options.observe told of every fetch: its subgraph, seconds and whether it succeeded.
    */
   constructor(
     readonly serviceName: string,
@@ -159,7 +160,7 @@ export class SubgraphDataSource implements GraphQLDataSource<Partial<RouterConte
     private readonly internalSecret: string,
     private readonly fetcher: Fetcher,
     private readonly log: Logger,
-    private readonly options: { shareInFlight?: boolean } = {},
+    private readonly options: { shareInFlight?: boolean; observe?: (subgraph: string, seconds: number, ok: boolean) => void } = {},
   ) {}
 
   /** The fetch, or the identical one already on its way for the same caller. */
@@ -188,14 +189,17 @@ export class SubgraphDataSource implements GraphQLDataSource<Partial<RouterConte
 
     let response: FetcherResponse | undefined;
     let body: unknown;
+    const started = process.hrtime.bigint();
     try {
       response = await this.send(requestBody(request, deduped), headers, request.query, context.principal);
       if (!response.ok) throw await this.errorFromResponse(response);
       body = await response.json();
       if (!isObject(body)) throw new Error(`Expected JSON response body, but received: ${String(body).slice(0, 100)}`);
     } catch (error) {
+      this.options.observe?.(this.serviceName, Number(process.hrtime.bigint() - started) / 1e9, false);
       this.fail(error, context);
     }
+    this.options.observe?.(this.serviceName, Number(process.hrtime.bigint() - started) / 1e9, true);
     const result = body as GatewayGraphQLResponse & { data?: JsonObject | null };
     if (deduped) expandEntities(result, deduped.positions);
 

@@ -40,6 +40,10 @@ export interface SubscriptionServerOptions {
 export interface SubscriptionServer {
   /** Open sockets (for tests and metrics). */
   readonly sockets: number;
+  /** Subscriptions running now. */
+  readonly subscriptions: number;
+  /** Events sent to subscribers since the server started. */
+  readonly eventsSent: number;
   /**
    * Stops accepting sockets and closes the open ones with 1001 (Going Away), so clients reconnect
    * to another replica and resume with `afterSequence`; sockets that do not close in `graceMs` are
@@ -157,11 +161,16 @@ export function startSubscriptionServer(options: SubscriptionServerOptions): Sub
     return refuse(socket, CLOSE_UNAUTHORIZED, reason);
   }
 
+  // For the metrics: subscriptions running now, events sent since the start.
+  let openSubscriptions = 0;
+  let eventsDelivered = 0;
+
   /** One log line per subscription that ran: who, which task, how many events, how long, why it ended. */
   function ended(connection: Connection, id: string, socketOpen: boolean): void {
     const subscription = connection.subscriptions.get(id);
     if (!subscription) return;
     connection.subscriptions.delete(id);
+    openSubscriptions -= 1;
     subscription.close();
     const reason = subscription.errorCode
       ? `error ${subscription.errorCode}`
@@ -256,6 +265,7 @@ export function startSubscriptionServer(options: SubscriptionServerOptions): Sub
       if (!('args' in result)) return refused(result);
       // Even if the socket closed meanwhile: graphql-ws then returns the stream at once and completes it.
       connection.subscriptions.set(id, result.subscription);
+      openSubscriptions += 1;
       log.info(
         {
           subscriptionId: id.slice(0, 100),
@@ -273,6 +283,7 @@ export function startSubscriptionServer(options: SubscriptionServerOptions): Sub
     onNext(ctx, id, _payload, _args, result) {
       const subscription = ctx.extra.connection?.subscriptions.get(id);
       if (subscription) subscription.eventsSent += 1;
+      eventsDelivered += 1;
       if (!result.errors) return undefined;
       return { ...(result.data !== undefined ? { data: result.data } : {}), errors: result.errors.map(format) };
     },
@@ -379,6 +390,12 @@ export function startSubscriptionServer(options: SubscriptionServerOptions): Sub
   return {
     get sockets() {
       return wss.clients.size;
+    },
+    get subscriptions() {
+      return openSubscriptions;
+    },
+    get eventsSent() {
+      return eventsDelivered;
     },
     close(graceMs = 2000) {
       closing ??= (async () => {

@@ -12,6 +12,7 @@ export function agentConfigFromEnv(env: Env): AgentSubgraphConfig {
     host: envString(env, 'HOST', '127.0.0.1'),
     databaseUrl: common.databaseUrl,
     internalSecret: common.internalSecret,
+    metricsToken: common.metricsToken,
     logLevel: common.logLevel,
   };
 }

@@ -17,6 +17,8 @@ export interface AgentSubgraphConfig {
   host?: string;
   databaseUrl: string;
   internalSecret: string;
+  /** `/metrics` answers only this bearer token when set. */
+  metricsToken?: string;
   logLevel?: string;
 }
 
@@ -33,6 +35,7 @@ export async function startAgentSubgraph(config: AgentSubgraphConfig): Promise<R
     typeDefs,
     resolvers,
     internalSecret: config.internalSecret,
+    metricsToken: config.metricsToken,
     log,
     createContext: (base) => {
       const em = orm.em.fork();

@@ -20,6 +20,7 @@ export function authConfigFromEnv(env: Env): AuthSubgraphConfig {
     host: envString(env, 'HOST', '127.0.0.1'),
     databaseUrl: common.databaseUrl,
     internalSecret: common.internalSecret,
+    metricsToken: common.metricsToken,
     jwtPrivateKey,
     jwt: readJwtSettings(env),
     // Short enough that a stolen access token soon dies; a day at most, since it cannot be revoked.

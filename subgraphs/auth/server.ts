@@ -23,6 +23,8 @@ export interface AuthSubgraphConfig {
   databaseUrl: string;
   /** Shared with the router; verifies its per-request principal proof. */
   internalSecret: string;
+  /** `/metrics` answers only this bearer token when set. */
+  metricsToken?: string;
   /** RSA private key in PEM form that signs access tokens. */
   jwtPrivateKey: string;
   /** `iss` and `aud` of access tokens; the router checks the same values. */
@@ -76,6 +78,7 @@ export async function startAuthSubgraph(config: AuthSubgraphConfig): Promise<Run
       typeDefs,
       resolvers,
       internalSecret: config.internalSecret,
+      metricsToken: config.metricsToken,
       log,
       createContext: (base) => {
         const em = orm.em.fork();

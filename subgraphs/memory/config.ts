@@ -12,6 +12,7 @@ export function memoryConfigFromEnv(env: Env): MemorySubgraphConfig {
     host: envString(env, 'HOST', '127.0.0.1'),
     databaseUrl: common.databaseUrl,
     internalSecret: common.internalSecret,
+    metricsToken: common.metricsToken,
     // AGENT_URL, or 127.0.0.1 and AGENT_PORT (8001).
     agentUrl: subgraphBaseUrl(env, 'agent'),
     amqpUrl: common.amqpUrl,

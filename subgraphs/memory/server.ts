@@ -22,6 +22,8 @@ export interface MemorySubgraphConfig {
   host?: string;
   databaseUrl: string;
   internalSecret: string;
+  /** `/metrics` answers only this bearer token when set. */
+  metricsToken?: string;
   /** Base URL (no /graphql) of the agent subgraph, asked whether the caller owns an agent. */
   agentUrl: string;
   /** RabbitMQ, where task outcomes arrive; unset means an in-process broker (`npm start`). */
@@ -55,6 +57,7 @@ export async function startMemorySubgraph(config: MemorySubgraphConfig, deps: Me
     typeDefs,
     resolvers,
     internalSecret: config.internalSecret,
+    metricsToken: config.metricsToken,
     log,
     createContext: (base) => {
       const em = orm.em.fork();

@@ -13,6 +13,7 @@ export function taskConfigFromEnv(env: Env): TaskSubgraphConfig {
     host: envString(env, 'HOST', '127.0.0.1'),
     databaseUrl: common.databaseUrl,
     internalSecret: common.internalSecret,
+    metricsToken: common.metricsToken,
     agentUrl: subgraphBaseUrl(env, 'agent'),
     memoryUrl: subgraphBaseUrl(env, 'memory'),
     amqpUrl: common.amqpUrl,

@@ -26,6 +26,8 @@ export interface TaskSubgraphConfig {
   host?: string;
   databaseUrl: string;
   internalSecret: string;
+  /** `/metrics` answers only this bearer token when set. */
+  metricsToken?: string;
   /** Base URL (no /graphql) of the agent subgraph, asked whether the caller owns an agent. */
   agentUrl: string;
   /** Base URL (no /graphql) of the memory subgraph, asked whether the caller owns a session. */
@@ -77,6 +79,7 @@ export async function startTaskSubgraph(
     typeDefs,
     resolvers,
     internalSecret: config.internalSecret,
+    metricsToken: config.metricsToken,
     log,
     createContext: (base) => {
       const em = orm.em.fork();

@@ -4,6 +4,7 @@ import { databaseReachable, openServiceDatabase } from '../../lib/db.js';
 import { answerProbe, createRequestServer, sendJson, splitUrl } from '../../lib/graphql-http.js';
 import { listen } from '../../lib/http.js';
 import { createLogger } from '../../lib/logger.js';
+import { answerMetrics, ServiceMetrics } from '../../lib/metrics.js';
 import { createBroker } from '../../lib/messaging/index.js';
 import type { MessageBroker } from '../../lib/messaging/types.js';
 import { createTaskEventLog } from '../../lib/task-events/index.js';
@@ -37,8 +38,10 @@ export interface TaskWorkerServiceConfig {
   coalesceMs: number;
   /** @default a random id */
   workerId?: string;
-  /** Port of /healthz and /readyz (0: a free one; -1: none, e.g. in-process). @default 8010 */
+  /** Port of /healthz, /readyz and /metrics (0: a free one; -1: none, e.g. in-process). @default 8010 */
   healthPort: number;
+  /** `/metrics` answers only this bearer token when set. */
+  metricsToken?: string;
   host?: string;
   logLevel?: string;
 }
@@ -49,6 +52,7 @@ export function taskWorkerConfigFromEnv(env: Env): TaskWorkerServiceConfig {
   return {
     databaseUrl: common.databaseUrl,
     internalSecret: common.internalSecret,
+    metricsToken: common.metricsToken,
     memoryUrl: subgraphBaseUrl(env, 'memory'),
     amqpUrl: common.amqpUrl,
     redisUrl: common.redisUrl,
@@ -93,12 +97,12 @@ export interface TaskWorkerDeps {
 
 /**
  * A task worker process: takes tasks from the queue and runs them, relays the outbox rows it (and
- * any other process) wrote, reaps tasks of dead workers, and answers /healthz and /readyz.
+ * any other process) wrote, reaps tasks of dead workers, and answers /healthz, /readyz and /metrics.
  */
 export async function startTaskWorkerService(
   config: TaskWorkerServiceConfig,
   deps: TaskWorkerDeps = {},
-): Promise<{ worker: TaskWorker; orm: MikroORM; url: string | null; close: () => Promise<void> }> {
+): Promise<{ worker: TaskWorker; orm: MikroORM; url: string | null; metrics: ServiceMetrics; close: () => Promise<void> }> {
   const log = createLogger('worker', config.logLevel);
   const orm = await openServiceDatabase({ databaseUrl: config.databaseUrl, schema: 'task', entities, migrations });
   const broker = deps.broker ?? (await createBroker({ amqpUrl: config.amqpUrl, log }));
@@ -114,6 +118,10 @@ export async function startTaskWorkerService(
   };
   const relay = new OutboxRelay({ orm, broker, eventLog, log });
   await relay.start();
+  const metrics = new ServiceMetrics('worker');
+  const finishedTasks = metrics.counter('tasks_finished_total', 'Tasks this worker finished, by status.', ['status']);
+  // Submission to the end, for tasks that stream for seconds or minutes.
+  const taskSeconds = metrics.histogram('task_duration_seconds', 'Time from a task\'s submission to its end, for the tasks this worker finished.', ['status'], [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600]);
   const worker = new TaskWorker({
     orm,
     broker,
@@ -127,7 +135,12 @@ export async function startTaskWorkerService(
     maxAttempts: config.maxAttempts,
     coalesceMs: config.coalesceMs,
     workerId: config.workerId,
+    onFinished: (status, seconds) => {
+      finishedTasks.inc({ status });
+      taskSeconds.observe({ status }, seconds);
+    },
   });
+  metrics.observedGauge('tasks_running', 'Tasks this worker is running now.', () => worker.inFlight);
   await worker.start();
 
   let url: string | null = null;
@@ -136,7 +149,8 @@ export async function startTaskWorkerService(
     const readiness = async () => ({ database: await databaseReachable(orm), broker: broker.isConnected(), eventLog: await eventLog.ping().catch(() => false) });
     const server = createRequestServer(log, async (req, res) => {
       const { path } = splitUrl(req.url);
-      if (!(await answerProbe(req, res, path, 'worker', readiness, { workerId: worker.workerId, inFlight: worker.inFlight }))) sendJson(res, 404, { error: 'not_found' });
+      if (await answerProbe(req, res, path, 'worker', readiness, { workerId: worker.workerId, inFlight: worker.inFlight })) return;
+      if (!(await answerMetrics(req, res, path, metrics, config.metricsToken))) sendJson(res, 404, { error: 'not_found' });
     });
     const port = await listen(server, config.healthPort, config.host ?? '127.0.0.1');
     url = `http://${config.host ?? '127.0.0.1'}:${port}`;
@@ -147,6 +161,7 @@ export async function startTaskWorkerService(
     worker,
     orm,
     url,
+    metrics,
     close: async () => {
       await worker.stop();
       await relay.stop();

@@ -137,6 +137,13 @@ describe('running tasks', () => {
     expect(last.task?.output).toBe(state.output);
     expect(state.usage.totalTokens).toBe(state.usage.promptTokens + state.usage.completionTokens);
     expect(state.attempts).toBe(1);
+
+    // The worker that ran it counted it, and its time from submission to the end.
+    const scrapes = await Promise.all(platform.workers.map(async (w) => (await fetch(`${w.healthBase}/metrics`)).text()));
+    const succeeded = scrapes.map((text) => Number(/^tasks_finished_total\{status="SUCCEEDED",service="worker"\} (\d+)/m.exec(text)?.[1] ?? 0));
+    expect(succeeded.reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(1);
+    expect(scrapes.join('\n')).toMatch(/^task_duration_seconds_count\{service="worker",status="SUCCEEDED"\} [1-9]/m);
+    expect(scrapes.every((text) => /^tasks_running\{service="worker"\} \d+/m.test(text))).toBe(true);
   });
 
   it('keeps a session: input and answer appended once, and the next task gets the history as context', async () => {

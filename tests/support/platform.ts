@@ -26,11 +26,18 @@ export interface Platform {
   jwt: { privateKey: string; publicKey: string };
   env: Record<string, string>;
   processes: ServiceProcess[];
-  /** Task worker processes started so far (killed ones included). */
-  workers: { workerId: string; process: ServiceProcess }[];
+  /** Task worker processes started so far (killed ones included), with their health and metrics base URL. */
+  workers: PlatformWorker[];
   /** Starts one more worker process and waits until it is ready. */
-  startWorker: (env?: Record<string, string>) => Promise<{ workerId: string; process: ServiceProcess }>;
+  startWorker: (env?: Record<string, string>) => Promise<PlatformWorker>;
   stop: () => Promise<void>;
+}
+
+export interface PlatformWorker {
+  workerId: string;
+  process: ServiceProcess;
+  /** http://127.0.0.1:<health port>: /healthz, /readyz, /metrics. */
+  healthBase: string;
 }
 
 export interface PlatformOptions {
@@ -93,7 +100,7 @@ export async function startPlatform(label: string, options: PlatformOptions = {}
     ...options.env,
   };
   const processes: ServiceProcess[] = [];
-  const workers: { workerId: string; process: ServiceProcess }[] = [];
+  const workers: PlatformWorker[] = [];
   const routers: RouterProcess[] = [];
   let workersNamed = 0;
   let routersNamed = 0;
@@ -108,7 +115,7 @@ export async function startPlatform(label: string, options: PlatformOptions = {}
     const healthPort = await freePort();
     const process = startProcess(`worker ${workerId}`, 'subgraphs/task/worker-main.ts', { ...env, WORKER_ID: workerId, WORKER_HEALTH_PORT: String(healthPort), ...extra });
     processes.push(process);
-    const worker = { workerId, process };
+    const worker = { workerId, process, healthBase: `http://127.0.0.1:${healthPort}` };
     workers.push(worker);
     await waitForHealthy(`http://127.0.0.1:${healthPort}/readyz`, process, 120_000, 'worker');
     return worker;

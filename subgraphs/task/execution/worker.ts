@@ -48,6 +48,8 @@ export interface TaskWorkerOptions {
   coalesceMs?: number;
   /** A QUEUED task nobody took for this long is published again. @default 300000 */
   requeueStuckAfterMs?: number;
+  /** Told of every task this worker finishes: its status and seconds from submission to the end. */
+  onFinished?: (status: 'SUCCEEDED' | 'FAILED', seconds: number) => void;
 }
 
 /** Why an attempt stopped early. */
@@ -436,6 +438,7 @@ export class TaskWorker {
       payload: JSON.stringify(outcome),
     });
     if (!finished) return false;
+    this.options.onFinished?.(status, (finishedAt.getTime() - task.createdAt.getTime()) / 1000);
     await this.appendFinal(task, status, result.error ?? null, known);
     return true;
   }
