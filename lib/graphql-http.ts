@@ -205,7 +205,8 @@ export function sendGraphQLError(res: ServerResponse, status: number, code: Erro
 /**
  * Runs one HTTP request through Apollo Server (`body` as read by readJsonBody, undefined for a GET
  * or a body that is not JSON) and writes its answer: status, headers and the body, streamed when
- * Apollo answers incrementally.
+ * Apollo answers incrementally. Returns the code of the answer's first error, if it has one (for
+ * the request metrics; undefined for an incremental answer).
  */
 export async function executeGraphQL<C extends BaseContext>(
   apollo: ApolloServer<C>,
@@ -214,7 +215,7 @@ export async function executeGraphQL<C extends BaseContext>(
   body: unknown,
   search: string,
   context: () => Promise<C>,
-): Promise<void> {
+): Promise<string | undefined> {
   const headers = new HeaderMap();
   for (const [name, value] of Object.entries(req.headers)) {
     if (value !== undefined) headers.set(name, Array.isArray(value) ? value.join(', ') : value);
@@ -228,8 +229,19 @@ export async function executeGraphQL<C extends BaseContext>(
   if (response.body.kind === 'complete') {
     res.setHeader('content-length', Buffer.byteLength(response.body.string));
     res.end(response.body.string);
-    return;
+    return firstErrorCode(response.body.string);
   }
   for await (const chunk of response.body.asyncIterator) res.write(chunk);
   res.end();
+  return undefined;
+}
+
+/**
+ * The `extensions.code` of an answer's first error, read from the text Apollo Server wrote: it puts
+ * `errors` first, and every error it sends has a code (formatError masks the rest), so the first
+ * `"code"` key is the first error's. Undefined for an answer without errors.
+ */
+function firstErrorCode(body: string): string | undefined {
+  if (!body.startsWith('{"errors":')) return undefined;
+  return /"code":"([A-Z_]{1,64})"/.exec(body)?.[1] ?? 'INTERNAL_SERVER_ERROR';
 }

@@ -58,12 +58,6 @@ export interface RunningServer {
   close: () => Promise<void>;
 }
 
-/** Where a request's context keeps the codes of the errors it answered (read by the metrics). */
-const OUTCOME = Symbol('outcome');
-interface WithOutcome {
-  [OUTCOME]: string[];
-}
-
 /** Bodies of GraphQL requests to a subgraph: the router's fetches, well under this. */
 const BODY_LIMIT_BYTES = 2 * 1024 * 1024;
 
@@ -89,18 +83,6 @@ export async function startSubgraphServer<C extends BaseContext>(options: Subgra
       ApolloServerPluginLandingPageDisabled(),
       // Traces are for Apollo's hosted studio, which this platform does not report to.
       ApolloServerPluginInlineTraceDisabled(),
-      {
-        // The codes of the errors answered, for the request metrics.
-        async requestDidStart() {
-          return {
-            async willSendResponse({ contextValue, response }) {
-              const errors = response.body.kind === 'single' ? response.body.singleResult.errors : response.body.initialResult.errors;
-              const codes = (contextValue as Partial<WithOutcome>)[OUTCOME];
-              if (codes && errors) for (const error of errors) codes.push(String(error.extensions?.code ?? 'INTERNAL_SERVER_ERROR'));
-            },
-          };
-        },
-      },
     ],
   });
   await apollo.start();
@@ -114,9 +96,9 @@ export async function startSubgraphServer<C extends BaseContext>(options: Subgra
     const givenRequestId = headerValue(req, REQUEST_ID_HEADER);
     const requestId = givenRequestId ?? randomUUID();
     let operationName: unknown = null;
-    const errorCodes: string[] = [];
+    let errorCode: string | undefined;
     res.once('finish', () => {
-      requests.inc({ outcome: outcomeLabel(errorCodes, res.statusCode) });
+      requests.inc({ outcome: outcomeLabel(errorCode === undefined ? [] : [errorCode], res.statusCode) });
       durations.observe(Number(process.hrtime.bigint() - started) / 1e9);
       if (!log.isLevelEnabled('info')) return;
       log.info({ requestId, method: req.method, path, operationName, status: res.statusCode, durationMs: Number(process.hrtime.bigint() - started) / 1e6 }, 'request');
@@ -143,15 +125,14 @@ export async function startSubgraphServer<C extends BaseContext>(options: Subgra
     }
     operationName = (body as { operationName?: unknown } | undefined)?.operationName ?? null;
     const rid = givenRequestId ?? verified.requestId ?? requestId;
-    await executeGraphQL(apollo, req, res, body, search, async () => {
-      const context = await options.createContext({
+    errorCode = await executeGraphQL(apollo, req, res, body, search, async () =>
+      options.createContext({
         principal: verified.principal,
         requestId: rid,
         proof: proof!,
         log: log.child({ requestId: rid }),
-      });
-      return Object.assign(context, { [OUTCOME]: errorCodes });
-    });
+      }),
+    );
   }
 
   const port = await listen(httpServer, options.port, options.host ?? '127.0.0.1');

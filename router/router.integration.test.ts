@@ -647,8 +647,14 @@ describe('metrics', () => {
     expect(() => configFor({ METRICS_TOKEN: 'short' })).toThrow(/METRICS_TOKEN must be at least 16 characters/);
 
     await gql(url, '{ whoami { kind } }', bearer(accessToken()));
+    await gql(url, '{ notYours }', bearer(accessToken()));
     const agent = await (await fetch(`${subgraphs.agent.url}/metrics`)).text();
     expect(series(agent, 'graphql_requests_total{outcome="ok",service="agent"}')).toBeGreaterThanOrEqual(1);
+    expect(series(agent, 'graphql_requests_total{outcome="FORBIDDEN",service="agent"}')).toBeGreaterThanOrEqual(1);
+    // A caller without the router's proof is refused before GraphQL, and counted as such.
+    await fetch(`${subgraphs.agent.url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"query":"{ whoami { kind } }"}' });
+    const after = await (await fetch(`${subgraphs.agent.url}/metrics`)).text();
+    expect(series(after, 'graphql_requests_total{outcome="UNAUTHENTICATED",service="agent"}')).toBeGreaterThanOrEqual(1);
     expect(agent).toMatch(/^graphql_request_duration_seconds_count\{service="agent"\} [1-9]/m);
   });
 });
