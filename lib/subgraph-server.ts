@@ -46,14 +46,12 @@ export interface SubgraphServerOptions<C extends BaseContext> {
   onClose?: () => Promise<void>;
   /** `/metrics` answers only this bearer token when set (METRICS_TOKEN). */
   metricsToken?: string;
-  /** Where the service's own metrics go (answered at /metrics with the request metrics). @default a registry of its own */
-  metrics?: ServiceMetrics;
 }
 
 export interface RunningServer {
   url: string;
   port: number;
-  /** The service's metrics (answered at /metrics on its port). */
+  /** The service's metrics (answered at /metrics on its port): a service may add its own. */
   metrics?: ServiceMetrics;
   close: () => Promise<void>;
 }
@@ -68,7 +66,7 @@ const BODY_LIMIT_BYTES = 2 * 1024 * 1024;
 export async function startSubgraphServer<C extends BaseContext>(options: SubgraphServerOptions<C>): Promise<RunningServer> {
   const { log } = options;
   const httpServer = createRequestServer(log, (req, res) => handle(req, res));
-  const metrics = options.metrics ?? new ServiceMetrics(options.name);
+  const metrics = new ServiceMetrics(options.name);
   const requests = metrics.counter('graphql_requests_total', 'GraphQL requests answered, by outcome (ok or the first error code).', ['outcome']);
   const durations = metrics.histogram('graphql_request_duration_seconds', 'Time from a GraphQL request to the end of its answer.', []);
 
@@ -96,16 +94,20 @@ export async function startSubgraphServer<C extends BaseContext>(options: Subgra
     const givenRequestId = headerValue(req, REQUEST_ID_HEADER);
     const requestId = givenRequestId ?? randomUUID();
     let operationName: unknown = null;
+    const graphqlPath = path === '/graphql' || path === '/graphql/';
     let errorCode: string | undefined;
     res.once('finish', () => {
-      requests.inc({ outcome: outcomeLabel(errorCode === undefined ? [] : [errorCode], res.statusCode) });
-      durations.observe(Number(process.hrtime.bigint() - started) / 1e9);
+      const elapsed = Number(process.hrtime.bigint() - started);
+      if (graphqlPath) {
+        requests.inc({ outcome: outcomeLabel(errorCode === undefined ? [] : [errorCode], res.statusCode) });
+        durations.observe(elapsed / 1e9);
+      }
       if (!log.isLevelEnabled('info')) return;
-      log.info({ requestId, method: req.method, path, operationName, status: res.statusCode, durationMs: Number(process.hrtime.bigint() - started) / 1e6 }, 'request');
+      log.info({ requestId, method: req.method, path, operationName, status: res.statusCode, durationMs: elapsed / 1e6 }, 'request');
     });
 
     if (options.routes && (await options.routes(req, res, path))) return;
-    if (path !== '/graphql' && path !== '/graphql/') return sendGraphQLError(res, 404, 'NOT_FOUND', 'Not found: GraphQL is served at /graphql.');
+    if (!graphqlPath) return sendGraphQLError(res, 404, 'NOT_FOUND', 'Not found: GraphQL is served at /graphql.');
 
     // The proof is checked before the body is read: a caller that is not the router learns nothing
     // from how its body is parsed, and is answered UNAUTHENTICATED whatever it sends.
