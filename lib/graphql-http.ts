@@ -217,8 +217,9 @@ export async function executeGraphQL<C extends BaseContext>(
   context: () => Promise<C>,
 ): Promise<string | undefined> {
   const headers = new HeaderMap();
-  for (const [name, value] of Object.entries(req.headers)) {
-    if (value !== undefined) headers.set(name, Array.isArray(value) ? value.join(', ') : value);
+  for (const name of Object.keys(req.headers)) {
+    const value = headerValue(req, name);
+    if (value !== undefined) headers.set(name, value);
   }
   const response = await apollo.executeHTTPGraphQLRequest({
     httpGraphQLRequest: { method: (req.method ?? 'GET').toUpperCase(), headers, search, body },

@@ -474,18 +474,13 @@ export class TaskWorker {
 
   /** Returns a task this worker holds to the queue (a new message through the outbox). */
   private async handBack(task: TaskRow): Promise<void> {
-    const em = this.options.orm.em.fork();
-    const handedBack = await em.transactional(async (tx) => {
-      const rows = await tx.execute(
-        `update "task"."tasks" set status = 'QUEUED', worker_id = null, lease_expires_at = null, updated_at = now()
-         where id = ? and status = 'RUNNING' and worker_id = ? returning id, attempts`,
-        [task.id, this.workerId],
-      );
-      if (rows.length === 0) return false;
-      await writeOutbox(tx, task.id, TOPIC_SUBMITTED, { taskId: task.id, attempts: rows[0].attempts });
-      return true;
-    });
-    if (handedBack) this.options.relay.wake();
+    const handedBack = await this.requeue(
+      this.options.orm.em.fork(),
+      `update "task"."tasks" set status = 'QUEUED', worker_id = null, lease_expires_at = null, updated_at = now()
+       where id = ? and status = 'RUNNING' and worker_id = ? returning id, attempts`,
+      [task.id, this.workerId],
+    );
+    if (handedBack > 0) this.options.relay.wake();
   }
 
   /**
@@ -495,14 +490,21 @@ export class TaskWorker {
    * task caught by a few rolling restarts would end dead-lettered without ever having failed.
    */
   private async passOn(taskId: string): Promise<void> {
-    const em = this.options.orm.em.fork();
-    const passed = await em.transactional(async (tx) => {
-      const rows = await tx.execute(`select attempts from "task"."tasks" where id = ? and status in ('QUEUED', 'RUNNING')`, [taskId]);
-      if (rows.length === 0) return false; // finished or cancelled: nothing to run
-      await writeOutbox(tx, taskId, TOPIC_SUBMITTED, { taskId, attempts: rows[0].attempts });
-      return true;
+    // A finished or cancelled task has nothing left to run.
+    const passed = await this.requeue(this.options.orm.em.fork(), `select id, attempts from "task"."tasks" where id = ? and status in ('QUEUED', 'RUNNING')`, [taskId]);
+    if (passed > 0) this.options.relay.wake();
+  }
+
+  /**
+   * Runs `statement`, which returns `id, attempts` of the tasks to run again, and queues a new
+   * message for each through the outbox in the same transaction. Returns how many it queued.
+   */
+  private requeue(em: EntityManager, statement: string, params: unknown[]): Promise<number> {
+    return em.transactional(async (tx) => {
+      const rows = await tx.execute<{ id: string; attempts: number }[]>(statement, params);
+      for (const row of rows) await writeOutbox(tx, row.id, TOPIC_SUBMITTED, { taskId: row.id, attempts: row.attempts });
+      return rows.length;
     });
-    if (passed) this.options.relay.wake();
   }
 
   /** A message delivered too many times: its task ends FAILED with the reason, if it has not ended. */
@@ -549,17 +551,14 @@ export class TaskWorker {
    */
   async reap(): Promise<{ requeued: number; failed: number; republished: number }> {
     const em = this.options.orm.em.fork();
-    const requeued = await em.transactional(async (tx) => {
-      const rows = await tx.execute<{ id: string; attempts: number }[]>(
-        `update "task"."tasks" set status = 'QUEUED', worker_id = null, lease_expires_at = null, updated_at = now()
-         where id in (select id from "task"."tasks" where status = 'RUNNING' and lease_expires_at < now() and attempts < ?
-                      order by lease_expires_at limit 100 for update skip locked)
-         returning id, attempts`,
-        [this.maxAttempts],
-      );
-      for (const row of rows) await writeOutbox(tx, row.id, TOPIC_SUBMITTED, { taskId: row.id, attempts: row.attempts });
-      return rows.length;
-    });
+    const requeued = await this.requeue(
+      em,
+      `update "task"."tasks" set status = 'QUEUED', worker_id = null, lease_expires_at = null, updated_at = now()
+       where id in (select id from "task"."tasks" where status = 'RUNNING' and lease_expires_at < now() and attempts < ?
+                    order by lease_expires_at limit 100 for update skip locked)
+       returning id, attempts`,
+      [this.maxAttempts],
+    );
     const failed = await this.failUnfinished(
       em.fork(),
       `id in (select id from "task"."tasks" where status = 'RUNNING' and lease_expires_at < now() and attempts >= ? limit 100 for update skip locked)`,
@@ -567,18 +566,15 @@ export class TaskWorker {
       `WORKER_LOST: the worker running this task stopped, and ${this.maxAttempts} attempts are used up.`,
     );
     for (const task of failed) await this.appendFinal(task, 'FAILED', task.error);
-    const republished = await em.fork().transactional(async (tx) => {
-      const rows = await tx.execute<{ id: string; attempts: number }[]>(
-        `update "task"."tasks" t set updated_at = now()
-         where t.id in (select id from "task"."tasks" where status = 'QUEUED' and updated_at < now() - (? * interval '1 millisecond')
-                        order by updated_at limit 100 for update skip locked)
-           and not exists (select 1 from "task"."outbox" o where o.task_id = t.id and o.published_at is null)
-         returning t.id, t.attempts`,
-        [this.requeueStuckAfterMs],
-      );
-      for (const row of rows) await writeOutbox(tx, row.id, TOPIC_SUBMITTED, { taskId: row.id, attempts: row.attempts });
-      return rows.length;
-    });
+    const republished = await this.requeue(
+      em.fork(),
+      `update "task"."tasks" t set updated_at = now()
+       where t.id in (select id from "task"."tasks" where status = 'QUEUED' and updated_at < now() - (? * interval '1 millisecond')
+                      order by updated_at limit 100 for update skip locked)
+         and not exists (select 1 from "task"."outbox" o where o.task_id = t.id and o.published_at is null)
+       returning t.id, t.attempts`,
+      [this.requeueStuckAfterMs],
+    );
     if (requeued + republished > 0) this.options.relay.wake();
     if (requeued + failed.length + republished > 0) this.options.log.info({ requeued, failed: failed.length, republished }, 'reaper acted');
     return { requeued, failed: failed.length, republished };
